@@ -1,0 +1,5 @@
+"""Virtual patient cohort generation."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

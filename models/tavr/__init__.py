@@ -1,0 +1,1 @@
+"""TAVR lumped-parameter haemodynamics model."""
