@@ -1,0 +1,201 @@
+"""The Model protocol: class-level metadata and a vectorised ``simulate``.
+
+A model is a class with ``name``, ``version``, declared ``inputs`` and ``outputs``
+(name → :class:`Variable`) and a method ``simulate(patients, device, settings)`` that takes
+a batch of patients as a mapping of 1-D arrays (first axis = patient) and returns a mapping
+of output arrays with the same first axis. The engine never calls ``simulate`` directly: it
+calls :func:`run_batch`, which enforces the declared input bounds and turns NaN outputs into
+a ``solver_failure`` status, so a failing patient never fails a trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "STATUS",
+    "STATUS_FLAG_MEANINGS",
+    "Model",
+    "ModelInputError",
+    "Variable",
+    "run_batch",
+]
+
+#: Per-patient status codes written to every outcomes store (CF ``flag_values``).
+STATUS: dict[str, int] = {"ok": 0, "invalid_input": 1, "solver_failure": 2, "timeout": 3}
+STATUS_FLAG_MEANINGS = " ".join(STATUS)
+
+
+class ModelInputError(ValueError):
+    """A batch handed to a model lacks a declared input or has the wrong shape."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A declared model input or output.
+
+    Parameters
+    ----------
+    units : str
+        UDUNITS-style units (``"mmHg"``, ``"cm2"``, ``"1"`` for dimensionless).
+    description : str
+        One line, used as ``long_name`` in stores and in the model card.
+    bounds : tuple of float, optional
+        Closed interval ``(low, high)`` of admissible values (inputs: enforced before the model
+        runs; outputs: documentation only). ``None`` for either end means unbounded.
+    dtype : str
+        numpy dtype of the array (``"float64"``, ``"int8"``, …).
+    dims : tuple of str
+        Extra dimensions after ``patient`` (e.g. ``("time",)``); sizes come from
+        :meth:`Model.output_dims`.
+    attrs : mapping
+        Extra attributes for the store (e.g. ``flag_values``/``flag_meanings``).
+    """
+
+    units: str
+    description: str
+    bounds: tuple[float | None, float | None] | None = None
+    dtype: str = "float64"
+    dims: tuple[str, ...] = ()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def fill_value(self) -> float | int:
+        """The value written for patients without a result: NaN for floats, −1 for integers."""
+        return np.nan if np.dtype(self.dtype).kind == "f" else -1
+
+
+class Model:
+    """Base class of every device model.
+
+    Subclasses set the class attributes and implement :meth:`simulate`.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"tavr"``).
+    version : str
+        Bumped whenever results can change; stores remember it and refuse to mix versions.
+    inputs, outputs : dict of str to Variable
+        Declared per-patient inputs and outputs (``status`` is added by :func:`run_batch`).
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0"
+    inputs: ClassVar[dict[str, Variable]] = {}
+    outputs: ClassVar[dict[str, Variable]] = {}
+
+    def output_dims(self, settings: Mapping[str, Any]) -> dict[str, int]:
+        """Sizes of the extra output dimensions (e.g. ``{"time": 200}``) under ``settings``."""
+        return {}
+
+    def simulate(
+        self,
+        patients: Mapping[str, np.ndarray],
+        device: Mapping[str, Any],
+        settings: Mapping[str, Any],
+    ) -> dict[str, np.ndarray]:
+        """Simulate a batch of patients with one device; vectorised over the first axis."""
+        raise NotImplementedError(f"{type(self).__name__}.simulate is not implemented")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} v{self.version}>"
+
+
+def _in_bounds(values: np.ndarray, bounds: tuple[float | None, float | None] | None) -> np.ndarray:
+    ok = np.isfinite(values)
+    if bounds is None:
+        return ok
+    low, high = bounds
+    if low is not None:
+        ok &= values >= low
+    if high is not None:
+        ok &= values <= high
+    return ok
+
+
+def run_batch(
+    model: Model,
+    patients: Mapping[str, np.ndarray],
+    device: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """Run ``model`` on a batch, enforcing the Model contract.
+
+    Rows with an input outside its declared bounds (or non-finite) get status
+    ``invalid_input`` and are not passed to the model. NaN in any float output of a row the
+    model marked ``ok`` (or left without a status) becomes ``solver_failure``. Outputs of
+    rows that are not ``ok`` are set to the variable's fill value (NaN / −1).
+
+    Parameters
+    ----------
+    model : Model
+    patients : mapping of str to ndarray
+        At least every declared input, each of shape ``(n,)``.
+    device, settings : mapping
+        Passed through to :meth:`Model.simulate`.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Every declared output (shape ``(n, *extra)``) and ``status`` (int8, codes in
+        :data:`STATUS`).
+
+    Raises
+    ------
+    ModelInputError
+        If a declared input is missing or the arrays disagree in length.
+    """
+    missing = [k for k in model.inputs if k not in patients]
+    if missing:
+        raise ModelInputError(
+            f"model {model.name!r} needs inputs {missing}; the batch has {sorted(patients)}"
+        )
+    arrays = {k: np.asarray(patients[k]) for k in model.inputs}
+    lengths = {a.shape[0] for a in arrays.values()}
+    if len(lengths) != 1:
+        raise ModelInputError(f"model {model.name!r}: inputs have different lengths {lengths}")
+    (n,) = lengths
+    valid = np.ones(n, dtype=bool)
+    for key, var in model.inputs.items():
+        valid &= _in_bounds(arrays[key].astype(np.float64, copy=False), var.bounds)
+
+    dims = model.output_dims(settings)
+    out: dict[str, np.ndarray] = {}
+    for key, var in model.outputs.items():
+        shape = (n, *(dims[d] for d in var.dims))
+        out[key] = np.full(shape, var.fill_value, dtype=var.dtype)
+    status = np.where(valid, STATUS["ok"], STATUS["invalid_input"]).astype(np.int8)
+
+    idx = np.flatnonzero(valid)
+    if idx.size:
+        subset = {k: v[idx] for k, v in patients.items() if np.ndim(v) and len(v) == n}
+        sub_device = {k: _take_rows(v, idx, n) for k, v in device.items()}
+        result = model.simulate(subset, sub_device, settings)
+        sub_status = np.asarray(result.get("status", np.zeros(idx.size)), dtype=np.int8)
+        for key, var in model.outputs.items():
+            values = np.asarray(result[key])
+            if np.dtype(var.dtype).kind == "f":
+                bad = ~np.isfinite(values).reshape(idx.size, -1).all(axis=1)
+                sub_status = np.where(
+                    (sub_status == STATUS["ok"]) & bad, STATUS["solver_failure"], sub_status
+                )
+            out[key][idx] = values.astype(var.dtype, copy=False)
+        status[idx] = sub_status
+    not_ok = status != STATUS["ok"]
+    if not_ok.any():
+        for key, var in model.outputs.items():
+            out[key][not_ok] = var.fill_value
+    out["status"] = status
+    return out
+
+
+def _take_rows(value: Any, idx: np.ndarray, n: int) -> Any:
+    """Subset per-patient arrays in ``device`` (UQ passes parameters as arrays of shape (n,))."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
+        return value[idx]
+    return value
