@@ -20,6 +20,8 @@ ENTRY_POINT_GROUP = "isct.models"
 _BUILTINS: dict[str, str] = {
     "tavr": "models.tavr:TAVRModel",
     "external": "models.external:ExternalSolverModel",
+    "orifice": "models.examples:OrificeModel",
+    "flaky_orifice": "models.examples:FlakyOrificeModel",
 }
 
 

@@ -1,0 +1,487 @@
+"""The simulation engine: patient × arm fan-out on Dask into zarr regions, resumable.
+
+Layout of an outcomes store (``outcomes.zarr``)::
+
+    dims (arm, patient[, extra model dims such as time])
+    <output>      one variable per declared model output, units/long_name in attrs
+    status        int8, 0 ok / 1 invalid_input / 2 solver_failure / 3 timeout, -1 not run yet
+    batch_done    int8 (arm, batch), 1 once the batch's region is written
+
+The store is created first as a template (metadata only, ``compute=False``). Each Dask task
+simulates one batch of patients for one arm, writes its own region (patient chunks equal the
+batch size, so regions never share a chunk) and then flags ``batch_done``. Calling
+:func:`simulate` again on the same store skips flagged batches and reruns the others; it
+refuses a store that was started with another cohort, model version, arms or settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from models import STATUS, STATUS_FLAG_MEANINGS, Model, get_model, run_batch
+
+from .errors import ConfigError, SimulationIncompleteError, StoreMismatchError
+
+__all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "simulate"]
+
+#: Patients per task when not given: hundreds per task keeps scheduler overhead small.
+DEFAULT_BATCH_SIZE = 500
+_HASH_BLOCK = 100_000
+
+
+def expand_arms(
+    arms: Sequence[Mapping[str, Any]], sweep: Mapping[str, Any] | None = None
+) -> list[dict]:
+    """Normalise arms, expanding a design sweep into one arm per grid point.
+
+    Parameters
+    ----------
+    arms : sequence of mapping
+        Each ``{"name": str, "device": {...}}`` (optional ``"label"``).
+    sweep : mapping, optional
+        ``{"grid": {param: [values, ...]}}``: every arm is crossed with the Cartesian product of
+        the grid; the device parameter is set and the arm is named ``<arm>[param=value,...]``.
+
+    Returns
+    -------
+    list of dict
+        ``{"name", "label", "device"}`` per arm, names unique.
+    """
+    base = []
+    for i, arm in enumerate(arms):
+        if not isinstance(arm, Mapping) or "name" not in arm:
+            raise ConfigError(f"arms[{i}]: each arm needs a 'name' and a 'device' mapping")
+        base.append(
+            {
+                "name": str(arm["name"]),
+                "label": str(arm.get("label", arm["name"])),
+                "device": dict(arm.get("device", {})),
+            }
+        )
+    if sweep and sweep.get("grid"):
+        grid = dict(sweep["grid"])
+        keys = list(grid)
+        mesh = np.array(
+            np.meshgrid(*[np.asarray(grid[k], dtype=float) for k in keys], indexing="ij")
+        )
+        points = mesh.reshape(len(keys), -1).T
+        swept = []
+        for arm in base:
+            for point in points:
+                tag = ",".join(f"{k}={v:g}" for k, v in zip(keys, point, strict=True))
+                device = {
+                    **arm["device"],
+                    **{k: float(v) for k, v in zip(keys, point, strict=True)},
+                }
+                swept.append(
+                    {
+                        "name": f"{arm['name']}[{tag}]",
+                        "label": f"{arm['label']} ({tag})",
+                        "device": device,
+                    }
+                )
+        base = swept
+    names = [a["name"] for a in base]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"arms: names must be unique, repeated: {dupes}")
+    return base
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {obj!r}")
+
+
+def _open_cohort(cohort: xr.Dataset | str | os.PathLike) -> tuple[xr.Dataset, str | None]:
+    if isinstance(cohort, xr.Dataset):
+        return cohort, None
+    path = Path(cohort)
+    if not path.exists():
+        raise ConfigError(f"cohort store {path} does not exist")
+    return xr.open_zarr(path, consolidated=False), str(path)
+
+
+def _cohort_hash(ds: xr.Dataset, names: Sequence[str]) -> str:
+    """sha256 over the model inputs of every patient, streamed in blocks (flat memory)."""
+    h = hashlib.sha256()
+    n = ds.sizes["patient"]
+    h.update(str(n).encode())
+    for name in names:
+        h.update(name.encode())
+        for start in range(0, n, _HASH_BLOCK):
+            block = np.ascontiguousarray(
+                ds[name].isel(patient=slice(start, start + _HASH_BLOCK)).values
+            )
+            h.update(block.astype(block.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.hexdigest()
+
+
+def _template(
+    out: Path,
+    model: Model,
+    arms: list[dict],
+    patient: np.ndarray,
+    batch_size: int,
+    extra_dims: dict[str, int],
+    attrs: dict[str, Any],
+) -> None:
+    import dask.array as da
+
+    n_arm, n = len(arms), len(patient)
+    n_batch = math.ceil(n / batch_size)
+    data_vars: dict[str, Any] = {}
+    encoding: dict[str, dict] = {}
+    for key, var in model.outputs.items():
+        dims = ("arm", "patient", *var.dims)
+        shape = (n_arm, n, *(extra_dims[d] for d in var.dims))
+        chunks = (1, batch_size, *(extra_dims[d] for d in var.dims))
+        fill = var.fill_value
+        data = da.full(shape, fill, dtype=var.dtype, chunks=chunks)
+        var_attrs = {"units": var.units, "long_name": var.description, **dict(var.attrs)}
+        data_vars[key] = xr.Variable(dims, data, attrs=var_attrs)
+        encoding[key] = {"fill_value": fill}
+    data_vars["status"] = xr.Variable(
+        ("arm", "patient"),
+        da.full((n_arm, n), -1, dtype="int8", chunks=(1, batch_size)),
+        attrs={
+            "long_name": "simulation status per patient and arm (-1: not run yet)",
+            "units": "1",
+            "flag_values": list(STATUS.values()),
+            "flag_meanings": STATUS_FLAG_MEANINGS,
+        },
+    )
+    encoding["status"] = {"fill_value": -1}
+    data_vars["batch_done"] = xr.Variable(
+        ("arm", "batch"),
+        da.zeros((n_arm, n_batch), dtype="int8", chunks=(1, 1)),
+        attrs={"long_name": "1 once the batch's region is written", "units": "1"},
+    )
+    encoding["batch_done"] = {"fill_value": 0}
+    coords = {
+        "arm": ("arm", np.array([a["name"] for a in arms], dtype=object)),
+        "arm_label": ("arm", np.array([a["label"] for a in arms], dtype=object)),
+        "patient": ("patient", patient),
+    }
+    for dim, size in extra_dims.items():
+        coords[dim] = (dim, np.arange(size))
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    ds.to_zarr(out, mode="w", compute=False, consolidated=False, encoding=encoding)
+
+
+def _read_inputs(
+    cohort_path: str, names: Sequence[str], start: int, stop: int
+) -> dict[str, np.ndarray]:
+    group = zarr.open_group(cohort_path, mode="r")
+    batch = {name: np.asarray(group[name][start:stop]) for name in names}
+    if "patient" in group:
+        batch["patient"] = np.asarray(group["patient"][start:stop])
+    return batch
+
+
+def _run_region(
+    out: str,
+    cohort: str | dict[str, np.ndarray],
+    names: Sequence[str],
+    model: Model,
+    arm_index: int,
+    device: dict,
+    settings: dict,
+    start: int,
+    stop: int,
+    batch: int,
+) -> dict[str, int]:
+    """One Dask task: simulate patients ``start:stop`` for one arm and write that region."""
+    patients = _read_inputs(cohort, names, start, stop) if isinstance(cohort, str) else cohort
+    result = run_batch(model, patients, device, settings)
+    group = zarr.open_group(out, mode="r+")
+    for key, values in result.items():
+        group[key][arm_index, start:stop, ...] = values
+    group["batch_done"][arm_index, batch] = 1
+    codes, counts = np.unique(result["status"], return_counts=True)
+    return {int(c): int(k) for c, k in zip(codes, counts, strict=True)}
+
+
+def _progress(total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="pt",
+        unit_scale=True,
+        desc="simulate",
+        file=sys.stderr,
+        disable=None,  # off when stderr is not a terminal (CI, Snakemake logs)
+        smoothing=0.1,
+    )
+
+
+def simulate(
+    cohort: xr.Dataset | str | os.PathLike,
+    model: str | type | Model,
+    arms: Sequence[Mapping[str, Any]],
+    out: str | os.PathLike,
+    *,
+    client: Any = None,
+    batch_size: int | None = None,
+    settings: Mapping[str, Any] | None = None,
+    retries: int = 2,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Simulate every patient of a cohort under every arm, on Dask, into a zarr store.
+
+    Parameters
+    ----------
+    cohort : xarray.Dataset or path
+        Cohort with dim ``patient`` holding every model input. A store path is read by the
+        workers themselves (the client never loads the whole cohort).
+    model : str, type or Model
+        Registry name, import string ``package.module:Class``, class or instance.
+    arms : sequence of mapping
+        ``{"name": str, "device": {...}}`` each (see :func:`expand_arms` for sweeps).
+    out : path
+        The outcomes zarr store. Created if missing; resumed if it exists.
+    client : distributed.Client, optional
+        Defaults to one from :func:`isct.cluster.client_from_env` (embedded LocalCluster
+        unless ``ISCT_SCHEDULER``/``ISCT_CLUSTER_PROFILE`` say otherwise).
+    batch_size : int, optional
+        Patients per task (default :data:`DEFAULT_BATCH_SIZE`, capped at the cohort size).
+        An existing store keeps the batch size it was created with.
+    settings : mapping, optional
+        Model settings (time step, tolerances, ...). Part of the store's identity.
+    retries : int
+        Retries per task (a killed worker's tasks are rescheduled by Dask as well).
+    progress : bool
+        Show a progress bar (patients/s and ETA) when stderr is a terminal.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store, opened lazily. ``attrs["isct_last_run"]`` (JSON) counts the batches run,
+        skipped and failed in this call and the throughput.
+
+    Raises
+    ------
+    StoreMismatchError
+        ``out`` exists but was started with another cohort, model, model version, arms or
+        settings (the message names which).
+    SimulationIncompleteError
+        Some batches failed after all retries; every finished region is kept.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    model_obj = get_model(model)
+    arms = expand_arms(arms)
+    settings = dict(settings or {})
+    ds, cohort_path = _open_cohort(cohort)
+    if "patient" not in ds.dims:
+        raise ConfigError(f"cohort {cohort_path or '<dataset>'}: no 'patient' dimension")
+    names = list(model_obj.inputs)
+    missing = [k for k in names if k not in ds]
+    if missing:
+        raise ConfigError(
+            f"cohort {cohort_path or '<dataset>'} lacks inputs {missing} of model "
+            f"{model_obj.name!r}; it has {sorted(map(str, ds.data_vars))}"
+        )
+    n = ds.sizes["patient"]
+    patient = ds["patient"].values if "patient" in ds.coords else np.arange(n)
+    identity = {
+        "cohort_sha256": _cohort_hash(ds, names),
+        "model": model_obj.name,
+        "model_version": model_obj.version,
+        "arms": _canonical(arms),
+        "settings": _canonical(settings),
+    }
+    extra_dims = model_obj.output_dims(settings)
+
+    if (out / "zarr.json").exists():
+        existing = json.loads(
+            xr.open_zarr(out, consolidated=False).attrs.get("isct_identity", "{}")
+        )
+        differs = [k for k in identity if existing.get(k) != identity[k]]
+        if differs:
+            raise StoreMismatchError(
+                f"{out} was started with a different {', '.join(differs)}; "
+                "use a new output path or delete the store to start over"
+            )
+        store_batch = zarr.open_group(out, mode="r")["status"].chunks[1]
+        batch_size = store_batch
+    else:
+        batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+        batch_size = min(batch_size, n)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        attrs = {
+            "isct_identity": _canonical(identity),
+            "model": model_obj.name,
+            "model_version": model_obj.version,
+            "arms_json": _canonical(arms),
+            "settings_json": _canonical(settings),
+            "batch_size": batch_size,
+        }
+        _template(out, model_obj, arms, patient, batch_size, extra_dims, attrs)
+
+    n_batch = math.ceil(n / batch_size)
+    done = zarr.open_group(out, mode="r")["batch_done"][:] == 1
+    todo = [(a, b) for a in range(len(arms)) for b in range(n_batch) if not done[a, b]]
+    cells_done = int(
+        sum(min(batch_size, n - b * batch_size) for a, b in zip(*np.nonzero(done), strict=True))
+    )
+
+    stats = {
+        "batches_total": len(arms) * n_batch,
+        "batches_skipped": int(done.sum()),
+        "batches_run": 0,
+    }
+    failures: list[str] = []
+    status_counts: dict[int, int] = {}
+    if todo:
+        if client is None:
+            from .cluster import client_from_env
+
+            with client_from_env() as own_client:
+                _dispatch(
+                    own_client,
+                    todo,
+                    out,
+                    ds,
+                    cohort_path,
+                    names,
+                    model_obj,
+                    arms,
+                    settings,
+                    batch_size,
+                    n,
+                    retries,
+                    progress,
+                    cells_done,
+                    stats,
+                    failures,
+                    status_counts,
+                )
+        else:
+            _dispatch(
+                client,
+                todo,
+                out,
+                ds,
+                cohort_path,
+                names,
+                model_obj,
+                arms,
+                settings,
+                batch_size,
+                n,
+                retries,
+                progress,
+                cells_done,
+                stats,
+                failures,
+                status_counts,
+            )
+    wall = time.perf_counter() - t0
+    cells = sum(min(batch_size, n - b * batch_size) for _, b in todo)
+    stats.update(
+        batches_failed=len(failures),
+        wall_s=round(wall, 3),
+        cells_per_s=round(cells / wall, 1) if wall > 0 and cells else None,
+        status_counts={k: status_counts.get(v, 0) for k, v in STATUS.items()},
+    )
+    group = zarr.open_group(out, mode="r+")
+    group.attrs["isct_last_run"] = _canonical(stats)
+    if failures:
+        raise SimulationIncompleteError(
+            f"{len(failures)} of {len(todo)} batches failed after {retries} retries "
+            f"(finished regions are kept in {out}; run again to retry):\n  "
+            + "\n  ".join(failures[:10])
+        )
+    return xr.open_zarr(out, consolidated=False)
+
+
+def _dispatch(
+    client,
+    todo,
+    out,
+    ds,
+    cohort_path,
+    names,
+    model_obj,
+    arms,
+    settings,
+    batch_size,
+    n,
+    retries,
+    progress,
+    cells_done,
+    stats,
+    failures,
+    status_counts,
+) -> None:
+    from distributed import as_completed
+
+    if progress and getattr(client, "dashboard_link", None):
+        print(f"isct: Dask dashboard {client.dashboard_link}", file=sys.stderr)
+    runs_dir = str(out.parent / "runs")
+    nonce = uuid.uuid4().hex[:8]
+    futures = {}
+    for a, b in todo:
+        start, stop = b * batch_size, min(n, (b + 1) * batch_size)
+        source = cohort_path or {k: ds[k].values[start:stop] for k in names}
+        if isinstance(source, dict):
+            source["patient"] = ds["patient"].values[start:stop]
+        arm_settings = {**settings, "arm": arms[a]["name"], "runs_dir": runs_dir}
+        fut = client.submit(
+            _run_region,
+            str(out),
+            source,
+            names,
+            model_obj,
+            a,
+            arms[a]["device"],
+            arm_settings,
+            start,
+            stop,
+            b,
+            key=f"isct-simulate-{nonce}-arm{a}-batch{b:07d}",
+            retries=retries,
+            pure=False,
+        )
+        futures[fut] = (a, b, stop - start)
+    bar = _progress(len(arms) * n, cells_done) if progress else None
+    for fut in as_completed(futures):
+        a, b, size = futures.pop(fut)
+        if fut.status == "finished":
+            for code, count in fut.result().items():
+                status_counts[code] = status_counts.get(code, 0) + count
+            stats["batches_run"] += 1
+        else:
+            failures.append(f"arm {arms[a]['name']!r} batch {b}: {fut.exception()!r}")
+        if bar is not None:
+            bar.update(size)
+        fut.release()
+    if bar is not None:
+        bar.close()

@@ -1,0 +1,21 @@
+"""Exceptions raised by isct for bad user input and unusable stores."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "IsctError", "SimulationIncompleteError", "StoreMismatchError"]
+
+
+class IsctError(Exception):
+    """Base class of isct errors that the command line prints without a traceback."""
+
+
+class ConfigError(IsctError, ValueError):
+    """A trial config (or a file it names) is invalid; the message names file, key and allowed values."""
+
+
+class StoreMismatchError(IsctError):
+    """An existing results store was started with a different cohort, model or arms."""
+
+
+class SimulationIncompleteError(IsctError):
+    """Some batches failed even after retries; finished regions are kept and a rerun resumes."""
