@@ -1,0 +1,161 @@
+"""Trial configuration: load, validate against the schema, fill defaults, check named files.
+
+Every problem is reported at once, before any work starts, as a :class:`ConfigError` whose
+message names the file, the key (dotted path) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["REPO_ROOT", "SCHEMA_PATH", "load_config", "validate_config"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _with_defaults(validator_cls):
+    """A validator that also fills ``default`` values of properties (as Snakemake's validate)."""
+    validate_properties = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = _copy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def _copy(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def _key(path) -> str:
+    parts = []
+    for p in path:
+        parts.append(f"[{p}]" if isinstance(p, int) else (("." if parts else "") + str(p)))
+    return "".join(parts) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> Iterator[str]:
+    key = _key(error.absolute_path)
+    schema = error.schema
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
+        for name in extra:
+            full = f"{key}.{name}" if error.absolute_path else name
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            yield f"{source}: unknown key '{full}'{did_you_mean}; allowed here: {', '.join(allowed)}"
+    elif error.validator == "required":
+        yield f"{source}: key '{key}' is missing a required entry: {error.message.split()[0]}; required: {', '.join(schema['required'])}"
+    elif error.validator == "type":
+        expected = (
+            schema["type"] if isinstance(schema["type"], str) else " or ".join(schema["type"])
+        )
+        yield f"{source}: key '{key}' must be of type {expected}, got {error.instance!r}"
+    elif error.validator == "enum":
+        yield f"{source}: key '{key}' is {error.instance!r}; allowed: {', '.join(map(str, schema['enum']))}"
+    elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "minItems"):
+        yield f"{source}: key '{key}' = {error.instance!r} violates {error.validator} {error.validator_value!r}"
+    elif error.validator == "pattern":
+        yield f"{source}: key '{key}' = {error.instance!r} must match {error.validator_value!r} (letters, digits, _ . -)"
+    else:
+        yield f"{source}: key '{key}': {error.message}"
+
+
+def validate_config(config: dict, *, source: str = "<config>") -> dict:
+    """Validate ``config`` in place against the trial schema and fill defaults.
+
+    Parameters
+    ----------
+    config : dict
+        Parsed YAML. Modified in place (defaults filled).
+    source : str
+        File name used in messages.
+
+    Returns
+    -------
+    dict
+        ``config`` itself.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem: unknown keys (with a close match), wrong types, missing keys,
+        values out of range, unknown model names and missing files.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{source}: a trial config is a mapping with keys trial, cohort, model, arms"
+        )
+    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
+    messages: list[str] = []
+    for error in sorted(
+        validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))
+    ):
+        messages.extend(_describe(error, source))
+    if not messages:
+        messages.extend(_check_references(config, source))
+    if messages:
+        raise ConfigError("invalid trial config:\n  " + "\n  ".join(dict.fromkeys(messages)))
+    return config
+
+
+def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
+    from models import ModelNotFoundError, get_model
+
+    files = {
+        "cohort.population": config["cohort"]["population"],
+        "model.card": config["model"].get("card"),
+        "credibility.plan": config.get("credibility", {}).get("plan"),
+        "credibility.comparators": config.get("credibility", {}).get("comparators"),
+    }
+    for key, path in files.items():
+        if path is not None and not Path(path).is_file():
+            yield f"{source}: key '{key}' names {path!r}, which does not exist (paths are relative to the repository root, where the trial runs)"
+    try:
+        model = get_model(config["model"]["name"])
+    except (ModelNotFoundError, TypeError) as err:
+        yield f"{source}: key 'model.name': {err}"
+        return
+    endpoints = config.get("endpoints", [])
+    unknown = [e for e in endpoints if e not in model.outputs]
+    if unknown:
+        yield f"{source}: key 'endpoints' has {unknown}, not outputs of model {model.name!r}; allowed: {', '.join(model.outputs)}"
+    names = [a["name"] for a in config["arms"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        yield f"{source}: key 'arms' repeats names {dupes}; arm names must be unique"
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read and validate a trial config file (see :func:`validate_config`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read trial config ({err.strerror})") from err
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return validate_config(config, source=str(path))

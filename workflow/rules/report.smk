@@ -1,0 +1,20 @@
+rule report:
+    input:
+        evidence=f"{RESULTS}/evidence/evidence.json",
+        cohort=f"{RESULTS}/cohort.zarr",
+        outcomes=f"{RESULTS}/simulate.json",
+        uq=f"{RESULTS}/uq.json",
+        sa=f"{RESULTS}/sa.json",
+    output:
+        html=report(
+            f"{REPORTS}/credibility_report.html",
+            caption="../report/credibility_report.rst",
+            category="Credibility report",
+        ),
+        manifest=f"{RESULTS}/manifest.json",
+    log:
+        f"{RESULTS}/logs/report.log",
+    params:
+        results=RESULTS,
+    script:
+        "../scripts/report.py"

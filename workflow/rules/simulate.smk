@@ -1,0 +1,16 @@
+# The outcomes store is a param, not an output: Snakemake deletes the outputs of an
+# interrupted job before rerunning it, which would throw away every finished region. The
+# engine resumes the store itself; the declared output is the run summary.
+rule simulate:
+    input:
+        cohort=f"{RESULTS}/cohort.zarr",
+    output:
+        summary=f"{RESULTS}/simulate.json",
+    log:
+        f"{RESULTS}/logs/simulate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/simulate.tsv"
+    params:
+        store=f"{RESULTS}/outcomes.zarr",
+    script:
+        "../scripts/simulate.py"
