@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -25,7 +26,8 @@ class OrificeModel(Model):
     """Mean Doppler gradient through a fixed orifice: ΔP = ρ/2 · (Q/EOA)².
 
     Device keys: ``eoa_cm2`` (default 1.5) and ``eoa_scale`` (default 1.0), scalars or
-    arrays of shape (n,).
+    arrays of shape (n,). Setting ``delay_s`` sleeps that long per batch, to stand in for an
+    expensive solver in fault-tolerance tests.
     """
 
     name: ClassVar[str] = "orifice"
@@ -46,6 +48,8 @@ class OrificeModel(Model):
         device: Mapping[str, Any],
         settings: Mapping[str, Any],
     ) -> dict[str, np.ndarray]:
+        if settings.get("delay_s"):
+            time.sleep(float(settings["delay_s"]))
         sv_ml = patients["svi_ml_m2"] * patients["bsa_m2"]
         ejection_s = 0.3  # s, typical ejection time (shared/reference/tavr.md)
         q = sv_ml / ejection_s

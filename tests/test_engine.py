@@ -1,0 +1,312 @@
+"""The simulation engine with real Dask schedulers, workers and zarr stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from distributed import Client, LocalCluster
+
+from isct.engine import expand_arms, simulate
+from isct.errors import ConfigError, StoreMismatchError
+from models import STATUS
+
+pytestmark = pytest.mark.distributed
+
+ARMS = [
+    {"name": "small", "device": {"eoa_cm2": 1.2}},
+    {"name": "large", "device": {"eoa_cm2": 2.0}},
+]
+
+
+def make_cohort(n: int, seed: int = 1) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    return xr.Dataset(
+        {
+            "svi_ml_m2": ("patient", rng.normal(39, 7, n)),
+            "bsa_m2": ("patient", rng.normal(2.0, 0.2, n)),
+            "heart_rate_bpm": ("patient", rng.normal(70, 12, n)),
+        },
+        coords={"patient": np.arange(n)},
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.fixture
+def client(cluster):
+    with Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture
+def cohort_store(tmp_path) -> Path:
+    path = tmp_path / "cohort.zarr"
+    make_cohort(600).to_zarr(path, consolidated=False)
+    return path
+
+
+def assert_same(a: xr.Dataset, b: xr.Dataset) -> None:
+    for name in ("mean_gradient_mmhg", "mean_flow_ml_s", "status"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_identical_for_batch_sizes_1_and_997(client, cohort_store, tmp_path):
+    one = simulate(cohort_store, "orifice", ARMS, tmp_path / "b1.zarr", client=client, batch_size=1)
+    big = simulate(
+        cohort_store, "orifice", ARMS, tmp_path / "b997.zarr", client=client, batch_size=997
+    )
+    assert one["mean_gradient_mmhg"].encoding["chunks"] == (1, 1)
+    assert big["mean_gradient_mmhg"].encoding["chunks"] == (1, 600)
+    assert_same(one, big)
+    assert (big["status"].values == STATUS["ok"]).sum() > 0.95 * big["status"].size
+    # physics of the orifice model: a larger valve, a lower gradient for every patient
+    ok = (big["status"] == 0).all("arm")
+    assert (
+        (big["mean_gradient_mmhg"].sel(arm="large") < big["mean_gradient_mmhg"].sel(arm="small"))
+        .where(ok, True)
+        .all()
+    )
+
+
+def test_identical_for_1_and_2_workers(cohort_store, tmp_path):
+    results = []
+    for workers in (1, 2):
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as c,
+            Client(c) as cl,
+        ):
+            results.append(
+                simulate(
+                    cohort_store,
+                    "orifice",
+                    ARMS,
+                    tmp_path / f"w{workers}.zarr",
+                    client=cl,
+                    batch_size=100,
+                )
+            )
+    assert_same(*results)
+
+
+def test_in_memory_cohort_and_units(client, tmp_path):
+    ds = simulate(
+        make_cohort(250), "orifice", ARMS, tmp_path / "o.zarr", client=client, batch_size=100
+    )
+    assert ds.sizes == {"arm": 2, "patient": 250, "batch": 3}
+    assert ds["mean_gradient_mmhg"].attrs["units"] == "mmHg"
+    assert list(ds["arm"].values) == ["small", "large"]
+    run = json.loads(ds.attrs["isct_last_run"])
+    assert run["batches_run"] == 6 and run["batches_skipped"] == 0
+
+
+def test_failing_patients_are_statuses_not_failures(client, cohort_store, tmp_path):
+    settings = {"fail_patients": [3, 17, 599], "timeout_patients": [42]}
+    ds = simulate(
+        cohort_store,
+        "flaky_orifice",
+        ARMS,
+        tmp_path / "f.zarr",
+        client=client,
+        batch_size=64,
+        settings=settings,
+    )
+    status = ds["status"].values
+    for arm in range(2):
+        assert status[arm, 3] == STATUS["solver_failure"]
+        assert status[arm, 17] == STATUS["solver_failure"]
+        assert status[arm, 599] == STATUS["solver_failure"]
+        assert status[arm, 42] == STATUS["timeout"]
+        assert np.isnan(ds["mean_gradient_mmhg"].values[arm, [3, 17, 42, 599]]).all()
+    reference = simulate(
+        cohort_store, "orifice", ARMS, tmp_path / "r.zarr", client=client, batch_size=64
+    )
+    ok = status == STATUS["ok"]
+    np.testing.assert_array_equal(
+        ds["mean_gradient_mmhg"].values[ok], reference["mean_gradient_mmhg"].values[ok]
+    )
+    assert ok.sum() == reference["status"].size - 8 - (reference["status"].values != 0).sum()
+
+
+def test_invalid_input_is_flagged_before_the_model_runs(client, tmp_path):
+    cohort = make_cohort(50)
+    cohort["bsa_m2"][7] = 9.0  # outside the declared bounds (0.8, 3.5) m2
+    cohort["svi_ml_m2"][8] = np.nan
+    ds = simulate(cohort, "orifice", ARMS, tmp_path / "i.zarr", client=client, batch_size=20)
+    assert (ds["status"].values[:, [7, 8]] == STATUS["invalid_input"]).all()
+    assert np.isnan(ds["mean_gradient_mmhg"].values[:, [7, 8]]).all()
+
+
+def test_rerun_skips_finished_and_refuses_other_trials(client, cohort_store, tmp_path):
+    out = tmp_path / "s.zarr"
+    simulate(cohort_store, "orifice", ARMS, out, client=client, batch_size=100)
+    again = simulate(cohort_store, "orifice", ARMS, out, client=client, batch_size=50)
+    run = json.loads(again.attrs["isct_last_run"])
+    assert run["batches_run"] == 0 and run["batches_skipped"] == 12
+    with pytest.raises(StoreMismatchError, match="arms"):
+        simulate(cohort_store, "orifice", ARMS[:1], out, client=client)
+    with pytest.raises(StoreMismatchError, match="settings"):
+        simulate(cohort_store, "orifice", ARMS, out, client=client, settings={"x": 1})
+    with pytest.raises(StoreMismatchError, match="cohort"):
+        simulate(make_cohort(600, seed=2), "orifice", ARMS, out, client=client)
+
+
+def test_missing_inputs_and_sweeps():
+    with pytest.raises(ConfigError, match="lacks inputs"):
+        simulate(make_cohort(5).drop_vars("bsa_m2"), "orifice", ARMS, "unused.zarr")
+    arms = expand_arms(ARMS[:1], {"grid": {"eoa_scale": [0.9, 1.1], "eoa_cm2": [1.0]}})
+    assert [a["name"] for a in arms] == [
+        "small[eoa_scale=0.9,eoa_cm2=1]",
+        "small[eoa_scale=1.1,eoa_cm2=1]",
+    ]
+    assert arms[1]["device"] == {"eoa_cm2": 1.0, "eoa_scale": 1.1}
+
+
+def _wait_for(predicate, timeout=60.0, interval=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def _done_count(store: Path) -> int:
+    try:
+        return int(zarr.open_group(store, mode="r")["batch_done"][:].sum())
+    except Exception:
+        return 0
+
+
+def test_worker_killed_mid_run(cohort_store, tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes; one is SIGKILLed mid-run."""
+    bindir = Path(sys.executable).parent
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [
+                bindir / "dask",
+                "scheduler",
+                "--scheduler-file",
+                sched_file,
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--host",
+                "127.0.0.1",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        assert _wait_for(sched_file.exists, 30)
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        bindir / "dask",
+                        "worker",
+                        "--scheduler-file",
+                        sched_file,
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--host",
+                        "127.0.0.1",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        with Client(scheduler_file=str(sched_file)) as client:
+            client.wait_for_workers(2, timeout=60)
+            out = tmp_path / "killed.zarr"
+            settings = {"delay_s": 0.05}
+            result = {}
+            runner = threading.Thread(
+                target=lambda: result.setdefault(
+                    "ds",
+                    simulate(
+                        cohort_store,
+                        "orifice",
+                        ARMS,
+                        out,
+                        client=client,
+                        batch_size=20,
+                        settings=settings,
+                    ),
+                )
+            )
+            runner.start()
+            assert _wait_for(lambda: _done_count(out) >= 10, 60)
+            procs[1].send_signal(signal.SIGKILL)
+            runner.join(120)
+            assert not runner.is_alive()
+            assert len(client.scheduler_info()["workers"]) == 1
+            reference = simulate(
+                cohort_store, "orifice", ARMS, tmp_path / "ref.zarr", client=client, batch_size=20
+            )
+            assert_same(result["ds"], reference)
+            assert int(result["ds"]["batch_done"].sum()) == 60
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_whole_run_sigkilled_then_resumed(cohort_store, tmp_path):
+    out = tmp_path / "resumed.zarr"
+    script = textwrap.dedent(
+        f"""
+        from isct.cluster import open_client
+        from isct.engine import simulate
+        if __name__ == "__main__":
+            with open_client(n_workers=2) as c:
+                simulate({str(cohort_store)!r}, "orifice", {ARMS!r}, {str(out)!r}, client=c,
+                         batch_size=10, settings={{"delay_s": 0.05}}, progress=False)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        assert _wait_for(lambda: _done_count(out) >= 20, 90)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.5)
+    finished = _done_count(out)
+    total = 2 * 60
+    assert 20 <= finished < total
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as c,
+        Client(c) as cl,
+    ):
+        resumed = simulate(
+            cohort_store, "orifice", ARMS, out, client=cl, settings={"delay_s": 0.05}
+        )
+        run = json.loads(resumed.attrs["isct_last_run"])
+        assert run["batches_skipped"] == finished
+        assert run["batches_run"] == total - finished
+        reference = simulate(
+            cohort_store, "orifice", ARMS, tmp_path / "ref.zarr", client=cl, batch_size=10
+        )
+    assert_same(resumed, reference)
