@@ -1,0 +1,345 @@
+"""Tests of credibility.validation: V&V 20 comparison error, area metric, exact intervals,
+comparators, validate() and applicability()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+from credibility.validation import (
+    ComparatorError,
+    ValidationError,
+    applicability,
+    area_metric,
+    comparison_error,
+    load_comparators,
+    load_populations,
+    proportion_interval,
+    validate,
+    validation_summary,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TAVR_CSV = REPO / "credibility" / "comparators" / "tavr.csv"
+POP_CSV = REPO / "credibility" / "comparators" / "tavr_populations.csv"
+ARMS = ["balloon_expandable", "self_expanding"]
+STATUS_ATTRS = {
+    "flag_values": [0, 1, 2, 3],
+    "flag_meanings": "ok invalid_input solver_failure timeout",
+    "long_name": "simulation status",
+}
+
+
+def synthetic_trial(n: int = 400, seed: int = 1) -> tuple[xr.Dataset, xr.Dataset]:
+    """A small cohort and outcomes Dataset with the shapes of the TAVR trial contract."""
+    rng = np.random.default_rng(seed)
+    sex = rng.integers(0, 2, n).astype(np.int8)
+    area = np.where(sex == 1, rng.normal(512, 110, n), rng.normal(405, 75, n))
+    bsa = rng.normal(1.8 + 0.2 * sex, 0.15, n)
+    cohort = xr.Dataset(
+        {
+            "sex": (
+                "patient",
+                sex,
+                {"units": "1", "flag_values": [0, 1], "flag_meanings": "female male"},
+            ),
+            "age_yr": ("patient", rng.normal(79, 6, n), {"units": "yr"}),
+            "bmi_kg_m2": ("patient", rng.normal(27, 5, n), {"units": "kg m-2"}),
+            "bsa_m2": ("patient", bsa, {"units": "m2"}),
+            "annulus_area_mm2": ("patient", area, {"units": "mm2"}),
+            "sampling_weight": ("patient", np.ones(n), {"units": "1"}),
+        },
+        coords={"patient": np.arange(n, dtype=np.int64)},
+    )
+    size = np.stack([np.digitize(area, [345, 430, 546]), np.digitize(area, [380, 480, 600])])
+    size_mm = np.stack([np.array([20, 23, 26, 29])[size[0]], np.array([23, 26, 29, 34])[size[1]]])
+    eoa = np.stack([0.0036 * area, 0.0042 * area]) * rng.lognormal(0, 0.1, (2, n))
+    grad = 22.0 / eoa**1.2
+    eoai = eoa / bsa
+    ppm = np.where(eoai <= 0.65, 2, np.where(eoai <= 0.85, 1, 0)).astype(np.int8)
+    status = np.zeros((2, n), dtype=np.int8)
+    status[0, :3] = 2
+    status[1, 5] = 1
+    bad = status != 0
+    eoa[bad] = grad[bad] = eoai[bad] = np.nan
+    ppm[bad] = -1
+    dims = ("arm", "patient")
+    outcomes = xr.Dataset(
+        {
+            "mean_gradient_mmhg": (dims, grad, {"units": "mmHg"}),
+            "eoa_cm2": (dims, eoa, {"units": "cm^2"}),
+            "eoai_cm2_m2": (dims, eoai, {"units": "cm^2/m^2"}),
+            "valve_size_mm": (dims, size_mm.astype(float), {"units": "mm"}),
+            "ppm_class": (
+                dims,
+                ppm,
+                {"flag_values": [-1, 0, 1, 2], "flag_meanings": "missing none moderate severe"},
+            ),
+            "status": (dims, status, STATUS_ATTRS),
+        },
+        coords={"arm": ARMS, "patient": np.arange(n, dtype=np.int64)},
+    )
+    return cohort, outcomes
+
+
+@pytest.fixture
+def trial():
+    return synthetic_trial()
+
+
+# ------------------------------------------------------------------ comparison error (V&V 20)
+
+
+def test_comparison_error_known_answer_and_vectorised():
+    ce = comparison_error([10.0, 8.0], 8.6, u_num=0.3, u_input=0.4, u_D=[1.2, 0.0])
+    np.testing.assert_allclose(ce.E, [1.4, -0.6])
+    np.testing.assert_allclose(ce.u_val, [np.sqrt(0.09 + 0.16 + 1.44), 0.5])
+    np.testing.assert_allclose(ce.lower, ce.E - 2 * ce.u_val)
+    assert list(ce.consistent) == [True, True]
+    assert not comparison_error(10.0, 8.6, u_num=0.1).consistent
+    with pytest.raises(ValidationError, match="u_D"):
+        comparison_error(1.0, 1.0, u_D=-1.0)
+
+
+# ------------------------------------------------------------------------------ area metric
+
+
+def test_area_metric_point_mass_against_normal_is_mean_absolute_deviation():
+    # Point prediction at mu vs N(mu, sigma): area = E|X - mu| = sigma sqrt(2/pi).
+    assert area_metric([3.0], stats.norm(3.0, 2.0)) == pytest.approx(
+        2 * np.sqrt(2 / np.pi), rel=1e-6
+    )
+    # off-centre point a: E|X - a| = sigma [2 phi(z) + z (2 Phi(z) - 1)], z = (a - mu) / sigma
+    z = 0.7
+    expected = 2.0 * (2 * stats.norm.pdf(z) + z * (2 * stats.norm.cdf(z) - 1))
+    assert area_metric([3.0 + 2.0 * z], stats.norm(3.0, 2.0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_area_metric_shifted_distributions_equals_shift():
+    # quantile-stratified samples of N(0,1) against N(0.5,1): area between CDFs -> 0.5
+    u = (np.arange(20000) + 0.5) / 20000
+    pred = stats.norm.ppf(u)
+    assert area_metric(pred, stats.norm(0.5, 1.0)) == pytest.approx(0.5, abs=2e-3)
+    # plain CDF callable with support
+    cdf = stats.norm(0.5, 1.0).cdf
+    assert area_metric(pred, cdf, support=(-9, 9)) == pytest.approx(0.5, abs=2e-3)
+    with pytest.raises(ValidationError, match="support"):
+        area_metric(pred, cdf)
+
+
+def test_area_metric_samples_matches_weighted_wasserstein():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, 300), rng.normal(0.3, 1.5, 200)
+    wa, wb = rng.uniform(0.5, 2, 300), rng.uniform(0.5, 2, 200)
+    got = area_metric(a, b, pred_weights=wa, obs_weights=wb)
+    assert got == pytest.approx(stats.wasserstein_distance(a, b, wa, wb), rel=1e-10)
+    assert area_metric(a, a) == 0.0
+    # weights duplicate samples: weight 2 on a sample == the sample twice
+    assert area_metric([1.0, 2.0], [1.0, 1.0, 2.0], pred_weights=[2, 1]) == pytest.approx(0.0)
+
+
+# ----------------------------------------------------------------------- Clopper-Pearson
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = proportion_interval([0, 5, 10], 10)
+    # k = 0: upper = 1 - (alpha/2)^(1/n); k = n: lower = (alpha/2)^(1/n)
+    np.testing.assert_allclose(hi[0], 1 - 0.025 ** (1 / 10))
+    np.testing.assert_allclose(lo[2], 0.025 ** (1 / 10))
+    assert lo[0] == 0.0 and hi[2] == 1.0
+    # k = 5, n = 10: (0.1871, 0.8129), standard table value
+    np.testing.assert_allclose([lo[1], hi[1]], [0.187086, 0.812914], atol=1e-6)
+    lo99, hi99 = proportion_interval(5, 10, conf=0.99)
+    assert lo99 < lo[1] and hi99 > hi[1]
+    with pytest.raises(ValidationError, match="0 <= k <= n"):
+        proportion_interval(11, 10)
+    with pytest.raises(ValidationError, match="conf"):
+        proportion_interval(1, 10, conf=1.5)
+
+
+# ------------------------------------------------------------------------------ comparators
+
+
+def test_tavr_comparators_load_with_citations():
+    df = load_comparators(TAVR_CSV)
+    assert df["citation"].str.len().min() > 10
+    row = df.set_index("id").loc["partner3_severe_ppm_30d"]
+    assert row["value"] == pytest.approx(0.046) and row["unit"] == "fraction"
+    assert df.set_index("id").loc["evolut_lr_mean_gradient_1y", "value"] == 8.6
+    assert df.set_index("id").loc["bern_moderate_ppm", "value"] == pytest.approx(0.27)
+    assert len(df[df["size_mm"].notna()]) == 16
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.csv"
+    p.write_text(text)
+    return p
+
+
+HEADER = "id,quantity,statistic,category,arm,value,unit,citation\n"
+
+
+def test_comparator_without_citation_names_file_and_row(tmp_path):
+    p = _write(
+        tmp_path,
+        "# comment\n" + HEADER + "a,eoa_cm2,mean,,self_expanding,2.3,cm2,Some trial\n"
+        "b,eoa_cm2,mean,,self_expanding,2.1,cm2,\n",
+    )
+    with pytest.raises(ComparatorError, match=r"c\.csv: row 4 \(id=b\): column 'citation'"):
+        load_comparators(p)
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("a,eoa_cm2,average,,x,2.3,cm2,cit", "allowed: \\['mean', 'median', 'proportion'\\]"),
+        ("a,eoa_cm2,mean,,x,two,cm2,cit", "column 'value' is 'two', not a number"),
+        ("a,ppm_class,proportion,,x,4.6,%,cit", "column 'category' is empty"),
+        ("a,ppm_class,proportion,2,x,4.6,percent,cit", "allowed: \\['%', 'fraction'\\]"),
+    ],
+)
+def test_comparator_errors(tmp_path, line, match):
+    with pytest.raises(ComparatorError, match=match):
+        load_comparators(_write(tmp_path, HEADER + line + "\n"))
+
+
+def test_comparator_missing_column(tmp_path):
+    with pytest.raises(ComparatorError, match="missing required column"):
+        load_comparators(_write(tmp_path, "id,quantity\na,b\n"))
+
+
+# ------------------------------------------------------------------------------- validate
+
+
+def test_validate_known_answer_against_direct_computation(trial):
+    cohort, outcomes = trial
+    comps = load_comparators(TAVR_CSV)
+    table = validate(outcomes, comps, cohort)
+    assert len(table) == len(comps)
+    t = table.set_index("id")
+    # mean gradient, self-expanding arm, over status == 0 only
+    se = outcomes.sel(arm="self_expanding")
+    g = se["mean_gradient_mmhg"].values[se["status"].values == 0]
+    assert t.loc["evolut_lr_mean_gradient_1y", "predicted"] == pytest.approx(g.mean())
+    assert t.loc["evolut_lr_mean_gradient_1y", "n_virtual"] == g.size == 399
+    half = stats.t.ppf(0.975, g.size - 1) * g.std(ddof=1) / np.sqrt(g.size)
+    assert t.loc["evolut_lr_mean_gradient_1y", "predicted_high"] == pytest.approx(g.mean() + half)
+    assert t.loc["evolut_lr_mean_gradient_1y", "E"] == pytest.approx(g.mean() - 8.6)
+    # severe PPM, balloon-expandable: proportion with exact interval
+    be = outcomes.sel(arm="balloon_expandable")
+    ppm = be["ppm_class"].values[be["status"].values == 0]
+    k = int((ppm == 2).sum())
+    assert t.loc["partner3_severe_ppm_30d", "predicted"] == pytest.approx(k / ppm.size)
+    lo, hi = proportion_interval(k, ppm.size)
+    assert t.loc["partner3_severe_ppm_30d", "predicted_low"] == pytest.approx(float(lo))
+    assert t.loc["partner3_severe_ppm_30d", "predicted_high"] == pytest.approx(float(hi))
+    # pooled proportion uses both arms
+    both = outcomes["ppm_class"].values[outcomes["status"].values == 0]
+    assert t.loc["bern_severe_ppm", "predicted"] == pytest.approx((both == 2).mean())
+    # by-size row restricted to the valve size
+    sizes = be["valve_size_mm"].values
+    m = (be["status"].values == 0) & (sizes == 26)
+    assert t.loc["ref_eoa_s3_26", "predicted"] == pytest.approx(be["eoa_cm2"].values[m].mean())
+    assert set(table["verdict"]) <= {"consistent", "inconsistent", "no prediction"}
+    summary = validation_summary(table)
+    assert summary["n_comparators"] == len(comps)
+    assert 0.0 <= summary["fraction_consistent"] <= 1.0
+
+
+def test_changing_a_comparator_figure_changes_the_verdict(trial, tmp_path):
+    cohort, outcomes = trial
+    se = outcomes.sel(arm="self_expanding")
+    g = se["mean_gradient_mmhg"].values[se["status"].values == 0]
+    head = "id,quantity,statistic,arm,value,sd,n,unit,citation\n"
+    close = f"x,mean_gradient_mmhg,mean,self_expanding,{g.mean():.4f},3.0,100,mmHg,cit\n"
+    far = f"x,mean_gradient_mmhg,mean,self_expanding,{g.mean() + 5:.4f},3.0,100,mmHg,cit\n"
+    t1 = validate(outcomes, load_comparators(_write(tmp_path, head + close)), cohort)
+    t2 = validate(outcomes, load_comparators(_write(tmp_path, head + far)), cohort)
+    assert t1["verdict"].item() == "consistent"
+    assert t2["verdict"].item() == "inconsistent"
+    assert t1["u_D"].item() == pytest.approx(0.3)
+    assert (
+        np.isfinite(t1["area_metric"].item())
+        and t2["area_metric"].item() > t1["area_metric"].item()
+    )
+    # u_input from UQ widens u_val and can turn the verdict
+    t3 = validate(
+        outcomes,
+        load_comparators(_write(tmp_path, head + far)),
+        cohort,
+        u_input={"mean_gradient_mmhg": 5.0},
+    )
+    assert t3["verdict"].item() == "consistent"
+
+
+def test_sampling_weights_change_prediction(trial):
+    cohort, outcomes = trial
+    comps = load_comparators(TAVR_CSV)
+    w = cohort["sampling_weight"].copy(data=np.where(cohort["sex"].values == 1, 3.0, 1.0))
+    t_eq = validate(outcomes, comps, cohort).set_index("id")
+    t_w = validate(outcomes, comps, cohort.assign(sampling_weight=w)).set_index("id")
+    se = outcomes.sel(arm="self_expanding")
+    ok = se["status"].values == 0
+    expected = np.average(se["eoa_cm2"].values[ok], weights=w.values[ok])
+    assert t_w.loc["evolut_lr_eoa_1y", "predicted"] == pytest.approx(expected)
+    assert t_w.loc["evolut_lr_eoa_1y", "predicted"] != t_eq.loc["evolut_lr_eoa_1y", "predicted"]
+    assert t_w.loc["evolut_lr_eoa_1y", "n_effective"] < t_eq.loc["evolut_lr_eoa_1y", "n_effective"]
+
+
+def test_validate_errors_name_comparator_and_allowed_values(trial, tmp_path):
+    cohort, outcomes = trial
+    bad_arm = load_comparators(_write(tmp_path, HEADER + "z,eoa_cm2,mean,,tavi,2.0,cm2,c\n"))
+    with pytest.raises(ValidationError, match=r"id=z.*'tavi'.*self_expanding.*pooled"):
+        validate(outcomes, bad_arm)
+    bad_q = load_comparators(_write(tmp_path, HEADER + "z,eoa_mm2,mean,,pooled,2.0,cm2,c\n"))
+    with pytest.raises(ValidationError, match="eoa_mm2.*available"):
+        validate(outcomes, bad_q)
+    bad_u = load_comparators(_write(tmp_path, HEADER + "z,eoa_cm2,mean,,pooled,2.0,mm2,c\n"))
+    with pytest.raises(ValidationError, match="unit 'mm2' differs"):
+        validate(outcomes, bad_u)
+
+
+# ---------------------------------------------------------------------------- applicability
+
+
+def test_applicability_overlap_and_smd(trial):
+    cohort, _ = trial
+    pops = load_populations(POP_CSV)
+    table = applicability(cohort, pops["severe_as"], on_missing="skip")
+    table = table.set_index("characteristic")
+    # the synthetic cohort lacks lvef etc.: kept as rows marked "not in cohort"
+    assert table.loc["lvef_pct", "note"] == "not in cohort"
+    assert np.isnan(table.loc["lvef_pct", "virtual_mean"])
+    assert "annulus_area_mm2[sex=0]" in table.index
+    women = cohort["annulus_area_mm2"].values[cohort["sex"].values == 0]
+    row = table.loc["annulus_area_mm2[sex=0]"]
+    assert row["virtual_mean"] == pytest.approx(women.mean())
+    assert row["fraction_within"] == pytest.approx(np.mean((women >= 255) & (women <= 555)))
+    sd_v = women.std()
+    assert row["smd"] == pytest.approx((women.mean() - 405) / np.sqrt((sd_v**2 + 75**2) / 2))
+    age = table.loc["age_yr"]
+    a = cohort["age_yr"].values
+    assert age["fraction_within"] == pytest.approx(np.mean((a >= 75) & (a <= 85)))
+
+
+def test_applicability_binary_and_missing_variable(trial):
+    cohort, _ = trial
+    t = applicability(cohort, {"sex": {"proportion": 0.5, "citation": "x"}})
+    p = cohort["sex"].values.mean()
+    assert t["smd"].item() == pytest.approx((p - 0.5) / np.sqrt((p * (1 - p) + 0.25) / 2))
+    with pytest.raises(ValidationError, match="annulus_perimeter_mm.*available"):
+        applicability(cohort, load_populations(POP_CSV)["severe_as"])
+
+
+def test_population_file_errors(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_text("population,variable,mean,citation\nx,age_yr,,c\n")
+    with pytest.raises(ComparatorError, match="row 2: give at least one"):
+        load_populations(p)
+    p.write_text("population,variable,mean,citation\nx,age_yr,70,\n")
+    with pytest.raises(ComparatorError, match="column 'citation' is empty"):
+        load_populations(p)
