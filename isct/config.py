@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["REPO_ROOT", "SCHEMA_PATH", "load_config", "validate_config"]
+__all__ = ["REPO_ROOT", "SCHEMA_PATH", "load_config", "resolve_path", "validate_config"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -120,6 +120,12 @@ def validate_config(config: dict, *, source: str = "<config>") -> dict:
     return config
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A path from a trial config: absolute, or relative to the repository root."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
     from models import ModelNotFoundError, get_model
 
@@ -130,7 +136,7 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         "credibility.comparators": config.get("credibility", {}).get("comparators"),
     }
     for key, path in files.items():
-        if path is not None and not Path(path).is_file():
+        if path is not None and not resolve_path(path).is_file():
             yield f"{source}: key '{key}' names {path!r}, which does not exist (paths are relative to the repository root, where the trial runs)"
     try:
         model = get_model(config["model"]["name"])

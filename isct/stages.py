@@ -1,0 +1,114 @@
+"""One function per workflow stage. The Snakemake scripts are thin adapters around these.
+
+Each stage reads the validated trial config (a dict, defaults filled) and the paths Snakemake
+hands it, calls the packages, and writes its outputs. Logic worth testing lives here or in
+the packages, not in ``workflow/scripts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .config import validate_config
+from .engine import expand_arms, simulate
+
+__all__ = ["run_cohort", "run_simulate", "setup_logging", "trial_config"]
+
+log = logging.getLogger("isct")
+
+
+def setup_logging(log_file: str) -> None:
+    """Send a stage's logging and warnings to its Snakemake log file (and stderr)."""
+    handler = logging.FileHandler(log_file, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()], force=True)
+    logging.captureWarnings(True)
+
+
+def trial_config(config: dict) -> dict:
+    """Copy of a Snakemake config validated and with defaults filled."""
+    return validate_config(json.loads(json.dumps(config)), source="<snakemake config>")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def run_cohort(config: dict, *, store: str, check: str, representation: str, figure: str) -> None:
+    """Cohort stage: sample the population into ``store`` and check it against its targets."""
+    import cohorts
+
+    spec = cohorts.load_spec(config["cohort"]["population"])
+    ds = cohorts.write_cohort(
+        spec,
+        config["cohort"]["n"],
+        store,
+        seed=config["trial"]["seed"],
+        batch_size=config["cohort"]["batch_size"],
+    )
+    ds = ds.load()
+    cohorts.compare_to_target(spec, ds).to_csv(check, index=False)
+    cohorts.representation_table(ds).to_csv(representation, index=False)
+    Path(figure).parent.mkdir(parents=True, exist_ok=True)
+    cohorts.plot_check(spec, ds, figure)
+    log.info("cohort: %d patients -> %s", ds.sizes["patient"], store)
+
+
+def arms_of(config: dict) -> list[dict]:
+    """The trial's arms, with a design sweep expanded."""
+    return expand_arms(config["arms"], config.get("design_sweep"))
+
+
+def run_simulate(config: dict, *, cohort: str, store: str, summary: str) -> xr.Dataset:
+    """Simulation stage: every patient × arm through the model on Dask into ``store``."""
+    ds = simulate(
+        cohort,
+        config["model"]["name"],
+        arms_of(config),
+        store,
+        batch_size=config["simulation"]["batch_size"],
+        settings=config["model"]["settings"],
+        retries=config["simulation"]["retries"],
+    )
+    status = ds["status"].values
+    run = json.loads(ds.attrs["isct_last_run"])
+    write_json(
+        summary,
+        {
+            "store": str(store),
+            "model": ds.attrs["model"],
+            "model_version": ds.attrs["model_version"],
+            "arms": [str(a) for a in ds["arm"].values],
+            "patients": int(ds.sizes["patient"]),
+            "status_by_arm": {
+                str(arm): {
+                    name: int((status[i] == code).sum())
+                    for name, code in zip(
+                        ds["status"].attrs["flag_meanings"].split(),
+                        ds["status"].attrs["flag_values"],
+                        strict=True,
+                    )
+                }
+                for i, arm in enumerate(ds["arm"].values)
+            },
+            "last_run": run,
+        },
+    )
+    return ds

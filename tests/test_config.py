@@ -1,0 +1,125 @@
+"""Trial config validation: every bad input stops the run before any work, naming file and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from isct.config import REPO_ROOT, load_config, validate_config
+from isct.errors import ConfigError
+
+DEFAULT = REPO_ROOT / "config" / "config.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load(DEFAULT.read_text())
+
+
+def write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_default_config_is_valid_and_defaults_are_filled():
+    config = load_config(DEFAULT)
+    assert config["cohort"]["n"] == 1000
+    assert config["simulation"]["retries"] == 2  # from the schema, not the file
+    assert config["uncertainty"]["enabled"] is True
+    assert [a["name"] for a in config["arms"]] == ["balloon_expandable", "self_expanding"]
+
+
+def test_mistyped_key_names_file_key_and_allowed(tmp_path):
+    config = default_config()
+    config["cohort"]["sizee"] = config["cohort"].pop("n")
+    path = write(tmp_path, config)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "cohort.sizee" in message
+    assert "population" in message and "batch_size" in message  # allowed keys listed
+
+
+def test_close_match_is_suggested(tmp_path):
+    config = default_config()
+    config["uncertainy"] = config.pop("uncertainty")
+    with pytest.raises(ConfigError, match="did you mean 'uncertainty'"):
+        load_config(write(tmp_path, config))
+
+
+def test_wrong_type(tmp_path):
+    config = default_config()
+    config["cohort"]["n"] = "many"
+    with pytest.raises(ConfigError, match=r"cohort\.n' must be of type integer, got 'many'"):
+        load_config(write(tmp_path, config))
+
+
+def test_enum_lists_allowed_values(tmp_path):
+    config = default_config()
+    config["uncertainty"]["method"] = "magic"
+    with pytest.raises(ConfigError, match="allowed: mc, pce_collocation, pce_spectral"):
+        load_config(write(tmp_path, config))
+
+
+def test_missing_population_file(tmp_path):
+    config = default_config()
+    config["cohort"]["population"] = "cohorts/populations/nope.yaml"
+    with pytest.raises(
+        ConfigError,
+        match=r"cohort\.population' names 'cohorts/populations/nope.yaml', which does not exist",
+    ):
+        load_config(write(tmp_path, config))
+
+
+def test_unknown_model_lists_available(tmp_path):
+    config = default_config()
+    config["model"]["name"] = "tavrr"
+    with pytest.raises(ConfigError, match=r"model\.name.*available: .*tavr"):
+        load_config(write(tmp_path, config))
+
+
+def test_unknown_endpoint(tmp_path):
+    config = default_config()
+    config["endpoints"] = ["mean_gradient_mmhg", "gradient"]
+    with pytest.raises(ConfigError, match=r"endpoints.*'gradient'"):
+        load_config(write(tmp_path, config))
+
+
+def test_all_problems_reported_at_once():
+    config = default_config()
+    config["trial"]["seed"] = -1
+    config["arms"][0]["devise"] = {}
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, source="x.yaml")
+    assert "trial.seed" in str(err.value) and "arms[0].devise" in str(err.value)
+
+
+def test_isct_run_stops_before_any_work(tmp_path):
+    config = default_config()
+    config["trial"]["name"] = "should_not_exist"
+    config["cohort"]["populaton"] = "x"
+    path = write(tmp_path, config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "isct.cli", "run", str(path), "--cores", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 2
+    assert "cohort.populaton" in proc.stderr and str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (REPO_ROOT / "results" / "should_not_exist").exists()
+
+
+def test_unreadable_config(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trial: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)

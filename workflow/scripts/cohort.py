@@ -1,0 +1,12 @@
+"""Snakemake adapter: cohort stage."""
+
+from isct.stages import run_cohort, setup_logging, trial_config
+
+setup_logging(snakemake.log[0])  # noqa: F821
+run_cohort(
+    trial_config(snakemake.config),  # noqa: F821
+    store=snakemake.output.store,  # noqa: F821
+    check=snakemake.output.check,  # noqa: F821
+    representation=snakemake.output.representation,  # noqa: F821
+    figure=snakemake.output.figure,  # noqa: F821
+)
