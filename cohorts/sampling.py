@@ -13,6 +13,7 @@ subgroups the patient belongs to, 1 outside them). A rejected patient redraws wi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import xarray as xr
 from scipy import special
 
 from ._random import MAX_PATIENTS, patient_keys, uniforms
-from .spec import CohortSpecError, PopulationSpec, load_spec
+from .spec import PopulationSpec, load_spec
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -39,7 +40,8 @@ DEFAULT_BATCH_SIZE = 50_000
 #: Criteria accepting fewer draws than this are rejected as a spec error.
 MIN_ACCEPTANCE = 0.01
 #: Draws (attempt 0 of patients 0 … PILOT_DRAWS-1) used to estimate the acceptance rate.
-PILOT_DRAWS = 20_000
+PILOT_DRAWS = 10_000
+_PILOT_CACHE: dict[tuple[str, str, int], float] = {}
 #: A patient still rejected after this many attempts is an error (probability < 1e-40 at 1%).
 MAX_ATTEMPTS = 10_000
 RANDOM_STREAM = (
@@ -64,6 +66,20 @@ def _check_range(spec: PopulationSpec, n: int, start: int, seed: int) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
+def _correlate(z: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """``z @ chol.T`` summed in a fixed order per row.
+
+    A BLAS matrix product may round differently with the number of rows (gemv vs gemm
+    kernels), which would make a patient's values depend on the batch; element-wise
+    accumulation does not.
+    """
+    out = np.zeros_like(z)
+    for i in range(chol.shape[0]):
+        for j in range(i + 1):
+            out[:, i] += chol[i, j] * z[:, j]
+    return out
+
+
 def _evaluate(
     spec: PopulationSpec, keys: np.ndarray, attempt: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -75,7 +91,7 @@ def _evaluate(
     for block in spec.copulas:
         if block.given is None:
             idx = [col[v] for v in block.variables]
-            z[:, idx] = z[:, idx] @ block.cholesky[None].T
+            z[:, idx] = _correlate(z[:, idx], block.cholesky[None])
     values: dict[str, np.ndarray] = {}
 
     def compute(name: str) -> None:
@@ -101,7 +117,7 @@ def _evaluate(
             levels = values[block.given]
             for code, level in enumerate(spec.variables[block.given].categories):
                 rows = np.flatnonzero(levels == code)
-                z[np.ix_(rows, idx)] = z[np.ix_(rows, idx)] @ block.cholesky[level].T
+                z[np.ix_(rows, idx)] = _correlate(z[np.ix_(rows, idx)], block.cholesky[level])
     for name in names:
         if name not in values:
             compute(name)
@@ -156,6 +172,9 @@ def check_acceptance(spec: PopulationSpec, seed: int) -> float:
     """
     if not spec.criteria:
         return 1.0
+    cache_key = (spec.sha256, spec.source_file, int(seed))
+    if cache_key in _PILOT_CACHE:
+        return _PILOT_CACHE[cache_key]
     keys = patient_keys(seed, np.arange(PILOT_DRAWS))
     values, _ = _evaluate(spec, keys, 0)
     ok = _criteria_mask(spec, values, PILOT_DRAWS)
@@ -173,6 +192,9 @@ def check_acceptance(spec: PopulationSpec, seed: int) -> float:
             f"draws, seed {seed}); allowed: at least {MIN_ACCEPTANCE:.0%}. Per criterion: "
             + "; ".join(parts),
         )
+    if len(_PILOT_CACHE) > 64:
+        _PILOT_CACHE.clear()
+    _PILOT_CACHE[cache_key] = rate
     return rate
 
 
@@ -397,43 +419,50 @@ def write_cohort(
     n, seed, batch_size = int(n), int(seed), int(batch_size)
     check_acceptance(spec, seed)
 
-    import dask.array as da
     import zarr
 
     out = str(out)
     draws = passed = 0
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        ds = _sample(spec, stop - start, seed=seed, start=start)
-        draws += ds.attrs["n_draws"]
-        passed += ds.attrs["n_draws_meeting_criteria"]
-        if start == 0:
-            template = xr.Dataset(
-                {
-                    k: xr.Variable(
-                        "patient", da.zeros(n, chunks=batch_size, dtype=v.dtype), v.attrs
-                    )
-                    for k, v in ds.data_vars.items()
-                },
-                coords={"patient": ("patient", np.arange(n, dtype=np.int64), ds["patient"].attrs)},
-                attrs=ds.attrs,
+    with warnings.catch_warnings():
+        # zarr-python warns that consolidated metadata is not yet part of the v3 spec; we
+        # consolidate anyway so readers open the store with one request.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            ds = _sample(spec, stop - start, seed=seed, start=start)
+            draws += ds.attrs["n_draws"]
+            passed += ds.attrs["n_draws_meeting_criteria"]
+            if start == 0:
+                _create_store(ds, n, batch_size, out)
+            ds.drop_vars("patient").drop_attrs(deep=False).to_zarr(
+                out, region={"patient": slice(start, stop)}, consolidated=False
             )
-            encoding = {k: {"chunks": (batch_size,)} for k in template.variables}
-            template.to_zarr(out, mode="w", compute=False, encoding=encoding, consolidated=True)
-            del template
-        ds.drop_vars("patient").drop_attrs(deep=False).to_zarr(
-            out, region={"patient": slice(start, stop)}, consolidated=False
+            del ds
+        group = zarr.open_group(out, mode="r+")
+        group.attrs.update(
+            {
+                "n_patients": n,
+                "n_draws": int(draws),
+                "n_draws_meeting_criteria": int(passed),
+                "acceptance_rate": n / draws,
+                "criteria_acceptance_rate": passed / draws,
+            }
         )
-    group = zarr.open_group(out, mode="r+")
-    group.attrs.update(
+        zarr.consolidate_metadata(out)
+        return xr.open_zarr(out)
+
+
+def _create_store(first: xr.Dataset, n: int, batch_size: int, out: str) -> None:
+    """Write the metadata of an ``n``-patient store shaped like ``first`` (no data)."""
+    import dask.array as da
+
+    template = xr.Dataset(
         {
-            "n_patients": n,
-            "first_patient": 0,
-            "n_draws": int(draws),
-            "n_draws_meeting_criteria": int(passed),
-            "acceptance_rate": n / draws,
-            "criteria_acceptance_rate": passed / draws,
-        }
+            k: xr.Variable("patient", da.zeros(n, chunks=batch_size, dtype=v.dtype), v.attrs)
+            for k, v in first.data_vars.items()
+        },
+        coords={"patient": ("patient", np.arange(n, dtype=np.int64), first["patient"].attrs)},
+        attrs=first.attrs,
     )
-    zarr.consolidate_metadata(out)
-    return xr.open_zarr(out)
+    encoding = {k: {"chunks": (batch_size,)} for k in template.variables}
+    template.to_zarr(out, mode="w", compute=False, encoding=encoding, consolidated=True)

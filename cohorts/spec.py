@@ -353,6 +353,11 @@ def load_spec(
     return _build(raw, label)
 
 
+def _text(value: str) -> str:
+    """Whitespace-normalised text (YAML folded scalars end with a newline)."""
+    return " ".join(str(value).split())
+
+
 def _marginal(spec: dict[str, Any], label: str, key: str) -> Marginal:
     try:
         return make_marginal(spec)
@@ -413,7 +418,7 @@ def _build(raw: dict[str, Any], label: str) -> PopulationSpec:
                     "levels must all be categorical with the same categories, or all continuous",
                 )
         variables[name] = Variable(
-            name, v["long_name"], v["units"], v["source"], given, marginals, draw
+            name, v["long_name"], v["units"], _text(v["source"]), given, marginals, draw
         )
 
     categories = {k: v.categories for k, v in variables.items() if v.is_categorical}
@@ -425,7 +430,7 @@ def _build(raw: dict[str, Any], label: str) -> PopulationSpec:
             raise CohortSpecError(label, key, f"{name!r} is already a sampled variable")
         func = _compile(d["expr"], known, categories, label, f"{key}.expr")
         derived[name] = DerivedVariable(
-            name, d["expr"], func, d["long_name"], d["units"], d["source"]
+            name, d["expr"], func, d["long_name"], d["units"], _text(d["source"])
         )
         known.add(name)
 
@@ -459,12 +464,16 @@ def _build(raw: dict[str, Any], label: str) -> PopulationSpec:
         for j, c in enumerate(crit.get(kind) or []):
             key = f"criteria.{kind}[{j}].expr"
             func = _compile(c["expr"], known, categories, label, key)
-            criteria.append(Criterion(kind, c.get("name", c["expr"]), c["expr"], func, c["source"]))
+            criteria.append(
+                Criterion(kind, c.get("name", c["expr"]), c["expr"], func, _text(c["source"]))
+            )
 
     oversample = []
     for j, o in enumerate(raw.get("oversample") or []):
         func = _compile(o["where"], known, categories, label, f"oversample[{j}].where")
-        oversample.append(Oversample(o["name"], o["where"], func, float(o["factor"]), o["source"]))
+        oversample.append(
+            Oversample(o["name"], o["where"], func, float(o["factor"]), _text(o["source"]))
+        )
 
     targets = []
     for j, t in enumerate(raw.get("targets") or []):
@@ -494,7 +503,7 @@ def _build(raw: dict[str, Any], label: str) -> PopulationSpec:
             Target(
                 statistic=t["statistic"],
                 value=float(t["value"]),
-                source=t["source"],
+                source=_text(t["source"]),
                 variable=t.get("variable"),
                 with_=t.get("with"),
                 kind=t.get("kind", "pearson"),
@@ -598,4 +607,4 @@ def _copula(block: dict[str, Any], i: int, variables: dict[str, Variable], label
             repaired = True
         target[lvl] = a
         chol[lvl] = np.linalg.cholesky(latent)
-    return CopulaBlock(names, kind, given, target, chol, repaired, block["source"])
+    return CopulaBlock(names, kind, given, target, chol, repaired, _text(block["source"]))
