@@ -35,6 +35,7 @@ __all__ = [
     "ComparisonError",
     "ValidationError",
     "applicability",
+    "applicability_summary",
     "area_metric",
     "comparison_error",
     "load_comparators",
@@ -735,19 +736,36 @@ def validate(
     return pd.DataFrame(rows)
 
 
-def validation_summary(table: pd.DataFrame) -> dict[str, float]:
+def validation_summary(
+    table: pd.DataFrame, quantities_of_interest: list[str] | None = None
+) -> dict[str, float]:
     """Scalar evidence from a :func:`validate` table, for a credibility plan.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`validate`.
+    quantities_of_interest : list of str, optional
+        Outcome variables the decision rests on; enables ``qoi_coverage``.
 
     Returns
     -------
     dict
-        ``n_comparators``, ``fraction_consistent`` (among rows with a prediction),
-        ``max_abs_rel_error_pct``, ``median_abs_rel_error_pct``, ``fraction_with_u_D``
-        (rows whose comparator reports an uncertainty), ``max_area_metric`` (NaN if none).
+        ``n_comparators``; ``fraction_consistent`` (among rows with a prediction);
+        ``max_abs_rel_error_pct``, ``median_abs_rel_error_pct``; ``fraction_with_u_D`` (rows
+        whose comparator reports an uncertainty); ``max_area_metric`` (NaN if none);
+        ``n_strata`` (distinct arm x valve-size combinations compared, a row without size
+        counting as its arm's "all sizes" stratum); ``qoi_coverage`` (share of the quantities
+        of interest with at least one predicted comparator; NaN if none given).
     """
     has_pred = table["verdict"] != "no prediction"
     rel = table.loc[has_pred, "rel_error_pct"].abs()
     am = table["area_metric"].dropna()
+    strata = set(zip(table["arm"], table["size_mm"].fillna(-1.0), strict=True))
+    coverage = np.nan
+    if quantities_of_interest:
+        covered = set(table.loc[has_pred, "quantity"])
+        coverage = float(np.mean([q in covered for q in quantities_of_interest]))
     return {
         "n_comparators": int(len(table)),
         "fraction_consistent": float((table.loc[has_pred, "verdict"] == "consistent").mean())
@@ -757,6 +775,29 @@ def validation_summary(table: pd.DataFrame) -> dict[str, float]:
         "median_abs_rel_error_pct": float(rel.median()) if len(rel) else np.nan,
         "fraction_with_u_D": float((table["u_D"] > 0).mean()) if len(table) else np.nan,
         "max_area_metric": float(am.max()) if len(am) else np.nan,
+        "n_strata": len(strata),
+        "qoi_coverage": coverage,
+    }
+
+
+def applicability_summary(table: pd.DataFrame) -> dict[str, float]:
+    """Scalar evidence from an :func:`applicability` table, for a credibility plan.
+
+    Returns
+    -------
+    dict
+        ``max_abs_smd`` (largest |SMD| over assessed characteristics), ``min_fraction_within``
+        (smallest share of virtual patients inside a comparator range), ``n_characteristics``
+        (assessed rows), ``n_not_in_cohort``. NaN when nothing could be assessed.
+    """
+    assessed = table[table["note"] != "not in cohort"] if "note" in table else table
+    smd = assessed["smd"].abs().dropna()
+    frac = assessed["fraction_within"].dropna()
+    return {
+        "max_abs_smd": float(smd.max()) if len(smd) else np.nan,
+        "min_fraction_within": float(frac.min()) if len(frac) else np.nan,
+        "n_characteristics": int(len(assessed)),
+        "n_not_in_cohort": int(len(table) - len(assessed)),
     }
 
 
