@@ -1,0 +1,341 @@
+"""Provenance of a trial: the manifest of hashes, versions, seeds and platform, and its check.
+
+``write_manifest`` records the SHA-256 of the trial config, every input (population specs,
+model source files, comparator data, plans) and every output (zarr stores, tables, reports)
+in ``results/<trial>/manifest.json``; ``verify_hashes`` recomputes them and names every file
+that differs, is missing, or was added to a hashed directory. Directories (zarr stores, model
+packages) are hashed deterministically over their files in sorted relative-path order, and
+each file's hash is kept, so a tampered chunk is named individually.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ManifestError",
+    "Mismatch",
+    "hash_path",
+    "package_versions",
+    "verify_hashes",
+    "write_manifest",
+]
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+#: Distributions whose versions are recorded (import name differs for some: SALib -> salib).
+PACKAGES = (
+    "isct",
+    "numpy",
+    "scipy",
+    "pandas",
+    "xarray",
+    "zarr",
+    "dask",
+    "distributed",
+    "SALib",
+    "chaospy",
+    "numba",
+    "snakemake",
+    "jinja2",
+    "matplotlib",
+)
+#: Files never hashed inside directories (caches and editor/OS litter, not content).
+_IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+_IGNORED_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ipynb_checkpoints"})
+_IGNORED_SUFFIXES = (".pyc", ".pyo")
+_CHUNK = 1 << 20
+
+
+class ManifestError(RuntimeError):
+    """The manifest cannot be written or read (missing path, bad JSON); names the file/key."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference between the manifest and the files on disk.
+
+    Attributes
+    ----------
+    entry : str
+        Manifest entry (``config``, ``inputs.<name>``, ``outputs.<name>``).
+    path : str
+        The file that differs (for a directory entry, the file inside it).
+    kind : {"modified", "missing", "added"}
+        What happened to the file.
+    expected, actual : str or None
+        SHA-256 recorded and found (None when absent).
+    """
+
+    entry: str
+    path: str
+    kind: str
+    expected: str | None
+    actual: str | None
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path} ({self.entry})"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _walk(root: Path, exclude: frozenset[Path]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES):
+                continue
+            if p.resolve() in exclude:
+                continue
+            yield p
+
+
+def hash_path(path: str | Path, *, exclude: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """SHA-256 of a file, or of a directory over its files in sorted order.
+
+    The directory digest is the SHA-256 of the lines ``"<relative posix path>\\0<file
+    sha256>\\n"`` in sorted path order, so it depends on names and contents only (not on
+    timestamps, inode order or the platform's path separator).
+
+    Parameters
+    ----------
+    path : str or Path
+        File or directory (e.g. a zarr store).
+    exclude : frozenset of Path, optional
+        Resolved paths to leave out (the manifest itself, when it lies inside).
+
+    Returns
+    -------
+    dict
+        ``{"kind": "file", "sha256": …, "bytes": …}`` or ``{"kind": "dir", "sha256": …,
+        "files": {relpath: sha256}}``.
+
+    Raises
+    ------
+    ManifestError
+        If the path does not exist.
+    """
+    path = Path(path)
+    if path.is_file():
+        return {"kind": "file", "sha256": _sha256_file(path), "bytes": path.stat().st_size}
+    if path.is_dir():
+        files = {p.relative_to(path).as_posix(): _sha256_file(p) for p in _walk(path, exclude)}
+        digest = hashlib.sha256()
+        for rel in sorted(files):
+            digest.update(f"{rel}\0{files[rel]}\n".encode())
+        return {"kind": "dir", "sha256": digest.hexdigest(), "files": files}
+    raise ManifestError(f"cannot hash '{path}': no such file or directory")
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (``"not installed"`` when absent)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _git(root: Path) -> dict[str, Any]:
+    def run(*args: str) -> str | None:
+        try:
+            res = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip()
+
+    commit = run("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def _rel(path: Path, root: Path) -> str:
+    path = path.resolve()
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _entry(path: str | Path, root: Path, exclude: frozenset[Path], label: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_absolute():
+        p = root / p
+    if not p.exists():
+        raise ManifestError(f"manifest entry '{label}': path '{path}' does not exist")
+    return {"path": _rel(p, root), **hash_path(p, exclude=exclude)}
+
+
+def write_manifest(
+    results_dir: str | Path,
+    *,
+    config_path: str | Path,
+    inputs: Mapping[str, str | Path],
+    outputs: Mapping[str, str | Path],
+    seeds: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    root: str | Path | None = None,
+) -> Path:
+    """Write ``<results_dir>/manifest.json`` with hashes, versions, seeds, git and platform.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        The trial's results directory (``results/<trial>``); created if needed.
+    config_path : str or Path
+        Trial config file.
+    inputs : mapping of str to path
+        Named inputs: population specs, model source files or directories, comparator CSVs,
+        credibility plan, … Directories are hashed file by file.
+    outputs : mapping of str to path
+        Named outputs: ``cohort.zarr``, ``outcomes.zarr``, evidence files, reports, …
+    seeds : mapping
+        Every seed used (trial seed, UQ/SA seeds, …); JSON-serialisable.
+    extra : mapping, optional
+        Anything else to record (JSON-serialisable), stored under ``"extra"``.
+    root : str or Path, optional
+        Directory relative to which paths are recorded and later resolved (default: the
+        current working directory, i.e. the project root when run by the workflow).
+
+    Returns
+    -------
+    Path
+        The manifest written.
+
+    Raises
+    ------
+    ManifestError
+        If a path does not exist or a value is not JSON-serialisable.
+    """
+    root_p = Path(root or Path.cwd()).resolve()
+    results = Path(results_dir)
+    if not results.is_absolute():
+        results = root_p / results
+    results.mkdir(parents=True, exist_ok=True)
+    target = results / MANIFEST_NAME
+    exclude = frozenset({target.resolve()})
+    manifest: dict[str, Any] = {
+        "manifest_version": MANIFEST_VERSION,
+        "trial": results.name,
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "config": _entry(config_path, root_p, exclude, "config"),
+        "inputs": {k: _entry(v, root_p, exclude, f"inputs.{k}") for k, v in inputs.items()},
+        "outputs": {k: _entry(v, root_p, exclude, f"outputs.{k}") for k, v in outputs.items()},
+        "seeds": dict(seeds),
+        "packages": package_versions(),
+        "git": _git(root_p),
+        "platform": {
+            "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(),
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
+        "extra": dict(extra or {}),
+    }
+    try:
+        text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(f"{target}: seeds/extra must be JSON-serialisable: {exc}") from exc
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def _check(label: str, recorded: Mapping[str, Any], root: Path, exclude: frozenset[Path]):
+    path = Path(recorded["path"])
+    if not path.is_absolute():
+        path = root / path
+    if recorded["kind"] == "file":
+        if not path.is_file():
+            return [Mismatch(label, recorded["path"], "missing", recorded["sha256"], None)]
+        actual = _sha256_file(path)
+        if actual != recorded["sha256"]:
+            return [Mismatch(label, recorded["path"], "modified", recorded["sha256"], actual)]
+        return []
+    if not path.is_dir():
+        return [Mismatch(label, recorded["path"], "missing", recorded["sha256"], None)]
+    now = hash_path(path, exclude=exclude)["files"]
+    before = recorded["files"]
+    out = []
+    for rel in sorted(set(before) | set(now)):
+        shown = f"{recorded['path']}/{rel}"
+        if rel not in now:
+            out.append(Mismatch(label, shown, "missing", before[rel], None))
+        elif rel not in before:
+            out.append(Mismatch(label, shown, "added", None, now[rel]))
+        elif before[rel] != now[rel]:
+            out.append(Mismatch(label, shown, "modified", before[rel], now[rel]))
+    return out
+
+
+def verify_hashes(results_dir: str | Path, *, root: str | Path | None = None) -> list[Mismatch]:
+    """Recompute every hash in ``<results_dir>/manifest.json`` and list the differences.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        Directory holding ``manifest.json``.
+    root : str or Path, optional
+        Directory the recorded relative paths are resolved against (default: current
+        working directory, as for :func:`write_manifest`).
+
+    Returns
+    -------
+    list of Mismatch
+        One entry per file that is modified, missing, or added inside a hashed directory;
+        empty when everything matches.
+
+    Raises
+    ------
+    ManifestError
+        If the manifest is missing or not valid JSON, or lacks a required key.
+    """
+    root_p = Path(root or Path.cwd()).resolve()
+    results = Path(results_dir)
+    if not results.is_absolute():
+        results = root_p / results
+    target = results / MANIFEST_NAME
+    try:
+        manifest = json.loads(target.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"{target}: cannot read manifest: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{target}: not valid JSON: {exc}") from exc
+    exclude = frozenset({target.resolve()})
+    mismatches: list[Mismatch] = []
+    for key in ("config", "inputs", "outputs"):
+        if key not in manifest:
+            raise ManifestError(f"{target}: key '{key}' missing; required: config, inputs, outputs")
+    mismatches += _check("config", manifest["config"], root_p, exclude)
+    for group in ("inputs", "outputs"):
+        for name, recorded in sorted(manifest[group].items()):
+            mismatches += _check(f"{group}.{name}", recorded, root_p, exclude)
+    return mismatches

@@ -1,0 +1,153 @@
+"""Tests of isct.provenance: manifest of hashes, versions, seeds; tamper detection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from isct.provenance import (
+    ManifestError,
+    hash_path,
+    verify_hashes,
+    write_manifest,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A miniature project: config, spec, model sources, a zarr store and a table."""
+    (tmp_path / "config.yaml").write_text("trial: demo\nseed: 7\n")
+    (tmp_path / "spec.yaml").write_text("age_yr: {dist: normal, mean: 79, sd: 6}\n")
+    model = tmp_path / "model"
+    (model / "__pycache__").mkdir(parents=True)
+    (model / "__init__.py").write_text("X = 1\n")
+    (model / "core.py").write_text("def f():\n    return 2\n")
+    (model / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"\x00cache")
+    results = tmp_path / "results" / "demo"
+    results.mkdir(parents=True)
+    ds = xr.Dataset(
+        {"eoa_cm2": (("arm", "patient"), np.arange(20.0).reshape(2, 10))},
+        coords={"arm": [0, 1], "patient": np.arange(10)},
+    )
+    ds.to_zarr(results / "outcomes.zarr", mode="w", encoding={"eoa_cm2": {"chunks": (1, 5)}})
+    (results / "validation.csv").write_text("id,E\nx,0.1\n")
+    return tmp_path
+
+
+def _write(project: Path) -> Path:
+    results = project / "results" / "demo"
+    return write_manifest(
+        results,
+        config_path="config.yaml",
+        inputs={"population_spec": "spec.yaml", "model_source": "model"},
+        outputs={"outcomes": results / "outcomes.zarr", "validation": results / "validation.csv"},
+        seeds={"trial": 7, "sobol": 11},
+        extra={"note": "test"},
+        root=project,
+    )
+
+
+def test_manifest_content(project):
+    path = _write(project)
+    m = json.loads(path.read_text())
+    assert path == project / "results" / "demo" / "manifest.json"
+    assert m["trial"] == "demo"
+    assert m["config"]["path"] == "config.yaml"
+    expected = hashlib.sha256((project / "config.yaml").read_bytes()).hexdigest()
+    assert m["config"]["sha256"] == expected
+    assert m["inputs"]["model_source"]["kind"] == "dir"
+    # caches are not content
+    assert set(m["inputs"]["model_source"]["files"]) == {"__init__.py", "core.py"}
+    assert m["outputs"]["outcomes"]["path"] == "results/demo/outcomes.zarr"
+    assert any(k.startswith("eoa_cm2/") for k in m["outputs"]["outcomes"]["files"])
+    assert m["seeds"] == {"trial": 7, "sobol": 11}
+    for pkg in ("numpy", "xarray", "zarr", "dask", "SALib", "chaospy", "snakemake", "isct"):
+        assert pkg in m["packages"]
+    assert m["packages"]["numpy"] == np.__version__
+    assert m["platform"]["python"]
+    assert m["git"]["commit"] is None  # tmp dir is not a git repository
+    assert m["extra"] == {"note": "test"}
+    assert verify_hashes(project / "results" / "demo", root=project) == []
+
+
+def test_git_commit_recorded_inside_repository(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("a: 1\n")
+    path = write_manifest(
+        tmp_path / "r", config_path=cfg, inputs={}, outputs={}, seeds={}, root=REPO
+    )
+    git = json.loads(path.read_text())["git"]
+    assert len(git["commit"]) == 40 and isinstance(git["dirty"], bool)
+
+
+def test_directory_hash_is_deterministic_and_content_based(project):
+    store = project / "results" / "demo" / "outcomes.zarr"
+    copy = project / "copy.zarr"
+    shutil.copytree(store, copy)
+    assert hash_path(store)["sha256"] == hash_path(copy)["sha256"]
+    # rewriting the same data with the same encoding gives the same digest
+    ds = xr.open_zarr(store).load()
+    again = project / "again.zarr"
+    ds.to_zarr(again, mode="w", encoding={"eoa_cm2": {"chunks": (1, 5)}})
+    assert hash_path(again)["sha256"] == hash_path(store)["sha256"]
+    chunk = sorted(p for p in (copy / "eoa_cm2").rglob("*") if p.is_file() and p.suffix != ".json")[
+        0
+    ]
+    chunk.write_bytes(chunk.read_bytes() + b"x")
+    assert hash_path(store)["sha256"] != hash_path(copy)["sha256"]
+
+
+def test_tampering_names_each_file(project):
+    _write(project)
+    results = project / "results" / "demo"
+    # 1. modify one zarr chunk
+    chunks = sorted(
+        p
+        for p in (results / "outcomes.zarr" / "eoa_cm2").rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    )
+    target = chunks[-1]
+    target.write_bytes(b"tampered")
+    # 2. edit the config, 3. delete the validation table, 4. add a file to model source
+    (project / "config.yaml").write_text("trial: demo\nseed: 8\n")
+    (results / "validation.csv").unlink()
+    (project / "model" / "extra.py").write_text("Y = 3\n")
+    found = {(m.kind, m.path, m.entry) for m in verify_hashes(results, root=project)}
+    rel_chunk = (
+        "results/demo/outcomes.zarr/" + target.relative_to(results / "outcomes.zarr").as_posix()
+    )
+    assert found == {
+        ("modified", rel_chunk, "outputs.outcomes"),
+        ("modified", "config.yaml", "config"),
+        ("missing", "results/demo/validation.csv", "outputs.validation"),
+        ("added", "model/extra.py", "inputs.model_source"),
+    }
+    text = " | ".join(str(m) for m in verify_hashes(results, root=project))
+    assert "config.yaml" in text and target.name in text
+
+
+def test_errors_name_path(project, tmp_path):
+    with pytest.raises(ManifestError, match="inputs.spec.*nope.yaml"):
+        write_manifest(
+            project / "r", config_path="config.yaml", inputs={"spec": "nope.yaml"},
+            outputs={}, seeds={}, root=project,
+        )  # fmt: skip
+    with pytest.raises(ManifestError, match="JSON-serialisable"):
+        write_manifest(
+            project / "r", config_path="config.yaml", inputs={}, outputs={},
+            seeds={"rng": object()}, root=project,
+        )  # fmt: skip
+    with pytest.raises(ManifestError, match="cannot read manifest"):
+        verify_hashes(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        verify_hashes(tmp_path / "bad")
