@@ -16,6 +16,7 @@ refuses a store that was started with another cohort, model version, arms or set
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,7 @@ def _run_region(
     out: str,
     cohort: str | dict[str, np.ndarray],
     names: Sequence[str],
+    device_inputs: Sequence[str],
     model: Model,
     arm_index: int,
     device: dict,
@@ -217,7 +220,12 @@ def _run_region(
     batch: int,
 ) -> dict[str, int]:
     """One Dask task: simulate patients ``start:stop`` for one arm and write that region."""
-    patients = _read_inputs(cohort, names, start, stop) if isinstance(cohort, str) else cohort
+    columns = [*names, *device_inputs]
+    patients = (
+        _read_inputs(cohort, columns, start, stop) if isinstance(cohort, str) else dict(cohort)
+    )
+    if device_inputs:
+        device = {**device, **{k: patients.pop(k) for k in device_inputs}}
     result = run_batch(model, patients, device, settings)
     group = zarr.open_group(out, mode="r+")
     for key, values in result.items():
@@ -253,6 +261,7 @@ def simulate(
     settings: Mapping[str, Any] | None = None,
     retries: int = 2,
     progress: bool = True,
+    device_inputs: Sequence[str] = (),
 ) -> xr.Dataset:
     """Simulate every patient of a cohort under every arm, on Dask, into a zarr store.
 
@@ -279,6 +288,10 @@ def simulate(
         Retries per task (a killed worker's tasks are rescheduled by Dask as well).
     progress : bool
         Show a progress bar (patients/s and ETA) when stderr is a terminal.
+    device_inputs : sequence of str
+        Cohort variables handed to the model as per-patient *device* values (arrays of the
+        batch's length) instead of patient inputs. UQ and SA use this to run (parameter sample
+        × patient) rows as one cohort: the uncertain device parameters become columns.
 
     Returns
     -------
@@ -303,7 +316,8 @@ def simulate(
     if "patient" not in ds.dims:
         raise ConfigError(f"cohort {cohort_path or '<dataset>'}: no 'patient' dimension")
     names = list(model_obj.inputs)
-    missing = [k for k in names if k not in ds]
+    device_inputs = list(device_inputs)
+    missing = [k for k in [*names, *device_inputs] if k not in ds]
     if missing:
         raise ConfigError(
             f"cohort {cohort_path or '<dataset>'} lacks inputs {missing} of model "
@@ -312,7 +326,7 @@ def simulate(
     n = ds.sizes["patient"]
     patient = ds["patient"].values if "patient" in ds.coords else np.arange(n)
     identity = {
-        "cohort_sha256": _cohort_hash(ds, names, cohort_path),
+        "cohort_sha256": _cohort_hash(ds, [*names, *device_inputs], cohort_path),
         "model": model_obj.name,
         "model_version": model_obj.version,
         "arms": _canonical(arms),
@@ -363,48 +377,14 @@ def simulate(
     failures: list[str] = []
     status_counts: dict[int, int] = {}
     if todo:
-        if client is None:
-            from .cluster import client_from_env
+        from .cluster import client_from_env
 
-            with client_from_env() as own_client:
-                _dispatch(
-                    own_client,
-                    todo,
-                    out,
-                    ds,
-                    cohort_path,
-                    names,
-                    model_obj,
-                    arms,
-                    settings,
-                    batch_size,
-                    n,
-                    retries,
-                    progress,
-                    cells_done,
-                    stats,
-                    failures,
-                    status_counts,
-                )
-        else:
+        plan = _Plan(
+            out, ds, cohort_path, names, device_inputs, model_obj, arms, settings, batch_size, n
+        )
+        with contextlib.nullcontext(client) if client is not None else client_from_env() as active:
             _dispatch(
-                client,
-                todo,
-                out,
-                ds,
-                cohort_path,
-                names,
-                model_obj,
-                arms,
-                settings,
-                batch_size,
-                n,
-                retries,
-                progress,
-                cells_done,
-                stats,
-                failures,
-                status_counts,
+                active, plan, todo, retries, progress, cells_done, stats, failures, status_counts
             )
     wall = time.perf_counter() - t0
     cells = sum(min(batch_size, n - b * batch_size) for _, b in todo)
@@ -425,46 +405,48 @@ def simulate(
     return xr.open_zarr(out, consolidated=False)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every task of one :func:`simulate` call shares."""
+
+    out: Path
+    ds: xr.Dataset
+    cohort_path: str | None
+    names: list[str]
+    device_inputs: list[str]
+    model: Model
+    arms: list[dict]
+    settings: dict
+    batch_size: int
+    n: int
+
+
 def _dispatch(
-    client,
-    todo,
-    out,
-    ds,
-    cohort_path,
-    names,
-    model_obj,
-    arms,
-    settings,
-    batch_size,
-    n,
-    retries,
-    progress,
-    cells_done,
-    stats,
-    failures,
-    status_counts,
+    client, plan: _Plan, todo, retries, progress, cells_done, stats, failures, status_counts
 ) -> None:
     from distributed import as_completed
 
     if progress and getattr(client, "dashboard_link", None):
         print(f"isct: Dask dashboard {client.dashboard_link}", file=sys.stderr)
-    runs_dir = str(out.parent / "runs")
+    runs_dir = str(plan.out.parent / "runs")
     nonce = uuid.uuid4().hex[:8]
     futures = {}
     for a, b in todo:
-        start, stop = b * batch_size, min(n, (b + 1) * batch_size)
-        source = cohort_path or {k: ds[k].values[start:stop] for k in names}
+        start, stop = b * plan.batch_size, min(plan.n, (b + 1) * plan.batch_size)
+        columns = [*plan.names, *plan.device_inputs]
+        source = plan.cohort_path or {k: plan.ds[k].values[start:stop] for k in columns}
         if isinstance(source, dict):
-            source["patient"] = ds["patient"].values[start:stop]
-        arm_settings = {**settings, "arm": arms[a]["name"], "runs_dir": runs_dir}
+            source["patient"] = plan.ds["patient"].values[start:stop]
+        arm_settings = {**plan.settings, "arm": plan.arms[a]["name"], "runs_dir": runs_dir}
         fut = client.submit(
             _run_region,
-            str(out),
+            str(plan.out),
             source,
-            names,
-            model_obj,
+            plan.names,
+            plan.device_inputs,
+            plan.model,
             a,
-            arms[a]["device"],
+            plan.arms[a]["device"],
             arm_settings,
             start,
             stop,
@@ -474,7 +456,7 @@ def _dispatch(
             pure=False,
         )
         futures[fut] = (a, b, stop - start)
-    bar = _progress(len(arms) * n, cells_done) if progress else None
+    bar = _progress(len(plan.arms) * plan.n, cells_done) if progress else None
     for fut in as_completed(futures):
         a, b, size = futures.pop(fut)
         if fut.status == "finished":
@@ -482,7 +464,7 @@ def _dispatch(
                 status_counts[code] = status_counts.get(code, 0) + count
             stats["batches_run"] += 1
         else:
-            failures.append(f"arm {arms[a]['name']!r} batch {b}: {fut.exception()!r}")
+            failures.append(f"arm {plan.arms[a]['name']!r} batch {b}: {fut.exception()!r}")
         if bar is not None:
             bar.update(size)
         fut.release()
