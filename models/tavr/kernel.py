@@ -126,6 +126,7 @@ def _rhs(e, v, q, pc, v0, pla, rmv, zc, r, c, inertance, kloss):
 def simulate_batch(
     period_s,
     steps_per_cycle,
+    t_peak,
     e_max,
     e_min,
     v_0,
@@ -152,6 +153,9 @@ def simulate_batch(
     ----------
     period_s, steps_per_cycle : ndarray, shape (n,)
         Cycle length T (s) and the integer number of RK4 steps per cycle (dt = T / steps).
+    t_peak : ndarray, shape (n,)
+        Time to peak elastance T_max (s); updated in place when ``adapt`` fits the ejection
+        time.
     e_max, e_min, v_0, p_la, r_mv, z_c, r_p, c_p : ndarray, shape (n,)
         LV elastances (mmHg/mL), unstressed volume (mL), left-atrial pressure (mmHg), mitral
         resistance, characteristic impedance, peripheral resistance (mmHg·s/mL) and
@@ -162,10 +166,12 @@ def simulate_batch(
     state : ndarray, shape (n, 3)
         Initial (V, Q, P_c); overwritten with the state at the end of the run.
     adapt : bool
-        Personalisation mode: after each cycle, E_min, E_max, R (and Z_c = zc_ratio·R) and C
-        are rescaled towards the targets (fixed-point iteration, one update per cycle).
-    targets : ndarray, shape (n, 4)
-        Target EDV, ESV (mL), systolic and diastolic aortic pressure (mmHg) (used if adapt).
+        Personalisation mode: after each cycle, E_min, E_max, R (and Z_c = zc_ratio·R), C and
+        (if an ejection-time target is given) T_max are rescaled towards the targets
+        (fixed-point iteration, one update per cycle).
+    targets : ndarray, shape (n, 5)
+        Target EDV, ESV (mL), systolic and diastolic aortic pressure (mmHg) and ejection time
+        (s; ≤ 0: keep T_max) (used if adapt).
     zc_ratio : float
         Z_c / R kept during adaptation.
     max_cycles : int
@@ -189,7 +195,7 @@ def simulate_batch(
         nst = steps_per_cycle[i]
         period = period_s[i]
         h = period / nst
-        t_max = 0.2 + 0.15 * period  # Stergiopulos 1996 (T_max in s, t_c in s)
+        t_max = t_peak[i]
         for j in range(2 * nst + 1):
             en[j] = elastance_normalised(0.5 * j * h / t_max)
         v, q, pc = state[i, 0], state[i, 1], state[i, 2]
@@ -282,7 +288,12 @@ def simulate_batch(
                     t_open = t0 + frac * h
                 if q_new < 0.0:
                     if q > 0.0 and t_open >= 0.0:
-                        t_ej += t0 + h * q / (q - q_new) - t_open
+                        # Closure instant from Q and dQ/dt at the step start (the RK4 end
+                        # value is biased: its stages saw the closed valve's dQ/dt = 0).
+                        tau = q / (q - q_new) * h
+                        if k1[1] < 0.0:
+                            tau = min(-q / k1[1], h)
+                        t_ej += t0 + tau - t_open
                         t_open = -1.0
                     q_new = 0.0
                 q = q_new
@@ -329,6 +340,9 @@ def simulate_batch(
                     abs(pao_hi - sbp_t) / sbp_t,
                     abs(pao_lo - dbp_t) / dbp_t,
                 )
+                et_t = targets[i, 4]
+                if et_t > 0.0:
+                    miss = max(miss, abs(t_ej - et_t) / et_t)
                 if steady and miss < adapt_tol:
                     converged = 1.0
                     break
@@ -346,6 +360,11 @@ def simulate_batch(
                 else:
                     c = max(c * pp_ratio, _C_MIN)
                 zc = zc_i * r
+                if et_t > 0.0 and t_ej > 0.0:
+                    t_max *= min(max(et_t / t_ej, 0.8), 1.25)
+                    t_max = min(max(t_max, 0.1 * period), 0.6 * period)
+                    for j in range(2 * nst + 1):
+                        en[j] = elastance_normalised(0.5 * j * h / t_max)
             elif steady and cyc >= 2:
                 converged = 1.0
                 break
@@ -354,6 +373,7 @@ def simulate_batch(
         state[i, 0], state[i, 1], state[i, 2] = v, q, pc
         if adapt:
             e_max[i], e_min[i], r_p[i], z_c[i], c_p[i] = emax, emin, r, zc, c
+            t_peak[i] = t_max
         for k in range(n_wave):
             s = k * nst / n_wave
             j0 = int(s)

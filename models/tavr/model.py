@@ -37,7 +37,9 @@ __all__ = [
     "TAVRModel",
     "TAVRSettingsError",
     "garcia_coefficients",
+    "endpoints",
     "personalise",
+    "run_device",
 ]
 
 MMHG_PA = 133.322  # Pa per mmHg
@@ -50,19 +52,26 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_cycles": 60,  # cap on cycles of the device run
     "steady_tol": 1e-4,  # relative cycle-to-cycle change that counts as periodic steady state
     "waveform_points": 0,  # samples per cycle of the waveform outputs (0: none)
+    "ejection_time_target": "weissler",  # {"weissler", "none"}: fit T_max to LVET(HR)
     "personalise_valve": "reference",  # {"reference", "device"}: valve present while fitting
     "reference_eoa_cm2": 3.0,  # unobstructed valve for personalisation (Baumgartner 2009)
-    "max_personalisation_cycles": 80,
+    "max_personalisation_cycles": 80,  # per personalisation pass (coarse, then dt_s)
+    "personalisation_dt_s": 4e-3,  # RK4 step of the first, coarse personalisation pass (s)
     "personalisation_tol": 5e-3,  # relative miss of EDV, ESV, SBP, DBP accepted
+    "max_personalisation_miss_pct": 5.0,  # larger misses make the patient a solver_failure
     "aorta_diameter_mm": 32.5,  # ascending aorta, typical 30–35 mm (reference file)
     "blood_density_kg_m3": 1050.0,  # Garcia et al. 2005
     "left_atrial_pressure_mmhg": 10.0,  # model assumption (card.yaml)
     "mitral_resistance_mmhg_s_ml": 0.005,  # model assumption (card.yaml)
     "unstressed_volume_ml": 10.0,  # V_0, reference 10–12 mL
-    "zc_ratio": 0.05,  # Z_c / R, within reference Z_c 0.015–0.1 and R 0.8–1.2
+    "zc_ratio": 0.1,  # Z_c / R: upper end of reference Z_c 0.015–0.1 at R ≈ 1 (card.yaml)
     "out_of_chart": "nearest",  # {"nearest", "invalid"} (devices.select_size)
 }
-_CHOICES = {"personalise_valve": ("reference", "device"), "out_of_chart": ("nearest", "invalid")}
+_CHOICES = {
+    "personalise_valve": ("reference", "device"),
+    "out_of_chart": ("nearest", "invalid"),
+    "ejection_time_target": ("weissler", "none"),
+}
 #: Settings that may be arrays of shape (n,) (uncertain inputs for UQ).
 _PER_ROW_SETTINGS = (
     "reference_eoa_cm2",
@@ -170,6 +179,50 @@ def _targets(patients: Mapping[str, np.ndarray], v0: np.ndarray) -> dict[str, np
     }
 
 
+def _run_kernel(
+    params: Mapping[str, np.ndarray],
+    inertance: np.ndarray,
+    k_loss: np.ndarray,
+    state: np.ndarray,
+    dt_s: float,
+    s: Mapping[str, Any],
+    *,
+    targets: np.ndarray | None = None,
+    max_cycles: int,
+    n_wave: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One compiled pass over the batch; ``targets`` switches personalisation on."""
+    n = state.shape[0]
+    steps = np.maximum(np.rint(params["period_s"] / dt_s), 8).astype(np.int64)
+    results = np.zeros((n, len(kernel.RES)))
+    waves = np.zeros((n, 3, n_wave))
+    kernel.simulate_batch(
+        params["period_s"],
+        steps,
+        params["t_max"],
+        params["e_max"],
+        params["e_min"],
+        params["v_0"],
+        params["p_la"],
+        params["r_mv"],
+        params["z_c"],
+        params["r_p"],
+        params["c_p"],
+        inertance,
+        k_loss,
+        state,
+        targets is not None,
+        np.zeros((n, 5)) if targets is None else targets,
+        float(s["zc_ratio"]),
+        int(max_cycles),
+        float(s["steady_tol"]),
+        float(s["personalisation_tol"]),
+        waves,
+        results,
+    )
+    return results, waves
+
+
 def personalise(
     patients: Mapping[str, np.ndarray],
     eoa_cm2: np.ndarray,
@@ -182,7 +235,8 @@ def personalise(
     Targets: cycle length 60/HR; stroke volume SV = SVI·BSA; EDV = SV/LVEF, ESV = EDV − SV;
     systolic and diastolic aortic pressure. Closed-form first guesses (E_min = P_la/(EDV − V_0),
     E_max = 0.9·SBP/(ESV − V_0), R = MAP/CO, C = 0.8·SV/PP) are refined by a damped fixed-point
-    iteration inside the compiled kernel, one update per simulated cycle, for the whole batch.
+    iteration inside the compiled kernel, one update per simulated cycle, for the whole batch:
+    first with the coarse step ``personalisation_dt_s``, then polished with ``dt_s``.
 
     Parameters
     ----------
@@ -198,10 +252,11 @@ def personalise(
     Returns
     -------
     dict of str to ndarray
-        Parameters (``period_s``, ``steps``, ``e_max``, ``e_min``, ``v_0``, ``p_la``,
-        ``r_mv``, ``z_c``, ``r_p``, ``c_p``), the end state ``state`` (n, 3), the targets
-        (``sv_target``), ``residual_pct`` = 100·(SV_model − SV_target)/SV_target,
-        ``converged`` (bool) and ``cycles``.
+        Parameters (``period_s``, ``e_max``, ``e_min``, ``v_0``, ``p_la``, ``r_mv``, ``z_c``,
+        ``r_p``, ``c_p``), the end state ``state`` (n, 3), ``sv_target``,
+        ``residual_pct`` = 100·(SV_model − SV_target)/SV_target, ``miss_pct`` (largest
+        relative miss of EDV, ESV, SBP, DBP, %), ``converged`` (bool), ``cycles`` and the
+        kernel ``results`` of the last fitted cycle.
     """
     s = _settings(settings or {})
     n = np.asarray(patients["heart_rate_bpm"]).shape[0]
@@ -210,11 +265,10 @@ def personalise(
     v0, pla = tg["v0"], row["left_atrial_pressure_mmhg"]
     pulse = tg["sbp"] - tg["dbp"]
     mean_p = tg["dbp"] + pulse / 3.0
-    cardiac_output = tg["sv"] / tg["period"]  # mL/s
-    r_total = mean_p / cardiac_output
+    r_total = mean_p / (tg["sv"] / tg["period"])
     params = {
         "period_s": tg["period"],
-        "steps": np.maximum(np.rint(tg["period"] / float(s["dt_s"])), 8).astype(np.int64),
+        "t_max": 0.2 + 0.15 * tg["period"],  # Stergiopulos 1996, first guess
         "e_max": 0.9 * tg["sbp"] / (tg["esv"] - v0),
         "e_min": pla / (tg["edv"] - v0),
         "v_0": v0,
@@ -222,47 +276,110 @@ def personalise(
         "r_mv": row["mitral_resistance_mmhg_s_ml"],
         "z_c": s["zc_ratio"] * r_total / (1.0 + s["zc_ratio"]),
         "r_p": r_total / (1.0 + s["zc_ratio"]),
-        "c_p": 0.8 * tg["sv"] / pulse,
+        "c_p": np.clip(0.8 * tg["sv"] / pulse, 0.2, 5.0),
     }
     inertance, k_loss = garcia_coefficients(
         eoa_cm2, row["aorta_diameter_mm"], row["blood_density_kg_m3"], loss_coefficient
     )
     state = np.column_stack([tg["edv"], np.zeros(n), tg["dbp"]])
-    targets = np.column_stack([tg["edv"], tg["esv"], tg["sbp"], tg["dbp"]])
-    results = np.zeros((n, len(kernel.RES)))
-    kernel.simulate_batch(
-        params["period_s"],
-        params["steps"],
-        params["e_max"],
-        params["e_min"],
-        params["v_0"],
-        params["p_la"],
-        params["r_mv"],
-        params["z_c"],
-        params["r_p"],
-        params["c_p"],
-        inertance,
-        k_loss,
-        state,
-        True,
-        targets,
-        float(s["zc_ratio"]),
-        int(s["max_personalisation_cycles"]),
-        float(s["steady_tol"]),
-        float(s["personalisation_tol"]),
-        np.zeros((n, 3, 0)),
-        results,
+    if s["ejection_time_target"] == "weissler":
+        # LVET = 415.5 − 1.65·HR ms: the mean of Weissler's regressions for men
+        # (413 − 1.7·HR) and women (418 − 1.6·HR), Weissler et al., Am J Cardiol 1969.
+        et_target = (415.5 - 1.65 * np.asarray(patients["heart_rate_bpm"])) * 1e-3
+    else:
+        et_target = np.zeros(n)
+    targets = np.column_stack([tg["edv"], tg["esv"], tg["sbp"], tg["dbp"], et_target])
+    dt = float(s["dt_s"])
+    cycles = np.zeros(n, dtype=np.int64)
+    for step in dict.fromkeys([max(dt, float(s["personalisation_dt_s"])), dt]):
+        results, _ = _run_kernel(
+            params,
+            inertance,
+            k_loss,
+            state,
+            step,
+            s,
+            targets=targets,
+            max_cycles=int(s["max_personalisation_cycles"]),
+        )
+        cycles += results[:, kernel.RES["cycles"]].astype(np.int64)
+    res = kernel.RES
+    miss = np.column_stack(
+        [
+            (results[:, res["edv"]] - tg["edv"]) / tg["edv"],
+            (results[:, res["esv"]] - tg["esv"]) / tg["edv"],
+            (results[:, res["sbp"]] - tg["sbp"]) / tg["sbp"],
+            (results[:, res["dbp"]] - tg["dbp"]) / tg["dbp"],
+        ]
     )
-    sv_model = results[:, kernel.RES["stroke_volume"]]
+    sv_model = results[:, res["stroke_volume"]]
     params.update(
         state=state,
         sv_target=tg["sv"],
         residual_pct=100.0 * (sv_model - tg["sv"]) / tg["sv"],
-        converged=results[:, kernel.RES["converged"]] > 0.5,
-        cycles=results[:, kernel.RES["cycles"]].astype(np.int64),
+        miss_pct=100.0 * np.abs(miss).max(axis=1),
+        converged=results[:, res["converged"]] > 0.5,
+        cycles=cycles,
         results=results,
     )
     return params
+
+
+def run_device(
+    fit: Mapping[str, np.ndarray],
+    patients: Mapping[str, np.ndarray],
+    eoa_cm2: np.ndarray,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    loss_coefficient: np.ndarray | float = 1.0,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run personalised patients with a valve of ``eoa_cm2`` to periodic steady state.
+
+    Parameters
+    ----------
+    fit : mapping
+        Output of :func:`personalise` (its ``state`` is copied, not modified).
+    patients : mapping of str to ndarray
+        Needs ``bsa_m2``, ``bmi_kg_m2``, ``heart_rate_bpm``.
+    eoa_cm2 : ndarray, shape (n,)
+        Device EOA (cm²).
+    settings : mapping, optional
+        Overrides of :data:`DEFAULT_SETTINGS` (``dt_s``, ``max_cycles``, ``steady_tol``,
+        ``waveform_points`` …).
+    loss_coefficient : ndarray or float
+
+    Returns
+    -------
+    endpoints : dict of str to ndarray
+        See :func:`endpoints`; plus the waveform arrays (n, waveform_points).
+    converged : ndarray of bool
+    """
+    s = _settings(settings or {})
+    n = np.asarray(eoa_cm2).shape[0]
+    row = {k: _row(s[k], n, k) for k in _PER_ROW_SETTINGS}
+    inertance, k_loss = garcia_coefficients(
+        eoa_cm2, row["aorta_diameter_mm"], row["blood_density_kg_m3"], loss_coefficient
+    )
+    ok = np.isfinite(inertance)
+    n_wave = int(s["waveform_points"])
+    results, waves = _run_kernel(
+        fit,
+        np.where(ok, inertance, 1.0),
+        np.where(ok, k_loss, 1.0),
+        np.array(fit["state"], dtype=np.float64, copy=True),
+        float(s["dt_s"]),
+        s,
+        max_cycles=int(s["max_cycles"]),
+        n_wave=n_wave,
+    )
+    out = endpoints(results, eoa_cm2, k_loss, patients, row["blood_density_kg_m3"])
+    out.update(
+        waveform_time_s=fit["period_s"][:, None] * np.arange(n_wave)[None, :] / max(n_wave, 1),
+        lv_pressure_mmhg=waves[:, 0],
+        aortic_pressure_mmhg=waves[:, 1],
+        valve_flow_ml_s=waves[:, 2],
+    )
+    return out, ok & (results[:, kernel.RES["converged"]] > 0.5)
 
 
 def _device_eoa(
@@ -413,59 +530,22 @@ class TAVRModel(Model):
         """
         s = _settings(settings)
         n = np.asarray(patients["heart_rate_bpm"]).shape[0]
-        row = {k: _row(s[k], n, k) for k in _PER_ROW_SETTINGS}
         eoa, loss, size, off = _device_eoa(device, patients, n, s["out_of_chart"])
         if s["personalise_valve"] == "device":
             fit = personalise(patients, eoa, s, loss_coefficient=loss)
-            results = fit["results"]
         else:
-            fit = personalise(patients, row["reference_eoa_cm2"], s)
-            results = np.zeros((n, len(kernel.RES)))
-        n_wave = int(s["waveform_points"])
-        waves = np.zeros((n, 3, n_wave))
-        inertance, k_loss = garcia_coefficients(
-            eoa, row["aorta_diameter_mm"], row["blood_density_kg_m3"], loss
-        )
-        ok_eoa = np.isfinite(inertance)
-        kernel.simulate_batch(
-            fit["period_s"],
-            fit["steps"],
-            fit["e_max"],
-            fit["e_min"],
-            fit["v_0"],
-            fit["p_la"],
-            fit["r_mv"],
-            fit["z_c"],
-            fit["r_p"],
-            fit["c_p"],
-            np.where(ok_eoa, inertance, 1.0),
-            np.where(ok_eoa, k_loss, 1.0),
-            fit["state"],
-            False,
-            np.zeros((n, 4)),
-            float(s["zc_ratio"]),
-            int(s["max_cycles"]),
-            float(s["steady_tol"]),
-            float(s["personalisation_tol"]),
-            waves,
-            results,
-        )
-        out = endpoints(results, eoa, k_loss, patients, row["blood_density_kg_m3"])
+            fit = personalise(patients, _row(s["reference_eoa_cm2"], n, "reference_eoa_cm2"), s)
+        out, converged = run_device(fit, patients, eoa, s, loss_coefficient=loss)
         out.update(
             valve_size_mm=size.astype(np.int16),
             sizing_off_chart=off.astype(np.int8),
             personalisation_residual_pct=fit["residual_pct"],
-            waveform_time_s=fit["period_s"][:, None] * np.arange(n_wave)[None, :] / max(n_wave, 1),
-            lv_pressure_mmhg=waves[:, 0],
-            aortic_pressure_mmhg=waves[:, 1],
-            valve_flow_ml_s=waves[:, 2],
         )
         status = np.full(n, STATUS["ok"], dtype=np.int8)
-        status[results[:, kernel.RES["converged"]] < 0.5] = STATUS["solver_failure"]
-        invalid = (
-            ~ok_eoa
-            | (size == 0)
-            | (np.asarray(patients["sbp_mmhg"]) - np.asarray(patients["dbp_mmhg"]) < 10.0)
+        failed = ~converged | (fit["miss_pct"] > float(s["max_personalisation_miss_pct"]))
+        status[failed] = STATUS["solver_failure"]
+        invalid = ~np.isfinite(eoa) | (
+            np.asarray(patients["sbp_mmhg"]) - np.asarray(patients["dbp_mmhg"]) < 10.0
         )
         status[invalid] = STATUS["invalid_input"]
         out["status"] = status
