@@ -39,7 +39,7 @@ def _snakemake(args: argparse.Namespace, targets: list[str]) -> int:
         "--snakefile",
         str(REPO_ROOT / "Snakefile"),
         "--directory",
-        str(REPO_ROOT),
+        str(Path(args.directory).resolve()),
         "--configfile",
         str(config_path),
         "--cores",
@@ -97,6 +97,11 @@ def _add_machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:port)")
     p.add_argument("--cluster-profile", help="YAML cluster profile (config/clusters/*.yaml)")
     p.add_argument("--workers", type=int, help="worker processes of the embedded LocalCluster")
+    p.add_argument(
+        "--directory",
+        default=str(REPO_ROOT),
+        help="where results/ and reports/ are written (default: the repository)",
+    )
     p.add_argument("--dry-run", "-n", action="store_true", help="show the jobs, run nothing")
     p.add_argument("--forceall", action="store_true", help="rerun every stage")
     p.add_argument(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .config import validate_config
+from .config import resolve_path, validate_config
 from .engine import expand_arms, simulate
 
 __all__ = ["run_cohort", "run_simulate", "setup_logging", "trial_config"]
@@ -55,7 +55,7 @@ def run_cohort(config: dict, *, store: str, check: str, representation: str, fig
     """Cohort stage: sample the population into ``store`` and check it against its targets."""
     import cohorts
 
-    spec = cohorts.load_spec(config["cohort"]["population"])
+    spec = cohorts.load_spec(resolve_path(config["cohort"]["population"]))
     ds = cohorts.write_cohort(
         spec,
         config["cohort"]["n"],

@@ -1,3 +1,5 @@
+import os
+
 # Paths and input functions shared by the rules. The trial name names every output folder.
 TRIAL = config["trial"]["name"]
 RESULTS = f"results/{TRIAL}"
@@ -8,11 +10,16 @@ def report_html():
     return f"{REPORTS}/credibility_report.html"
 
 
+def repo_path(path):
+    """Config paths are relative to the repository (the Snakefile's folder), not the workdir."""
+    return path if os.path.isabs(path) else os.path.join(workflow.basedir, path)
+
+
 def population_spec(wildcards):
-    return config["cohort"]["population"]
+    return repo_path(config["cohort"]["population"])
 
 
 def credibility_inputs(wildcards):
     """Plan and comparator files the credibility stage reads (when the config names them)."""
     cred = config.get("credibility", {})
-    return [p for p in (cred.get("plan"), cred.get("comparators")) if p]
+    return [repo_path(p) for p in (cred.get("plan"), cred.get("comparators")) if p]

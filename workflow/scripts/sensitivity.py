@@ -1,0 +1,16 @@
+"""Snakemake adapter: sensitivity analysis stage."""
+
+from isct.analysis import run_sensitivity
+from isct.stages import setup_logging, trial_config
+
+setup_logging(snakemake.log[0])  # noqa: F821
+config = trial_config(snakemake.config)  # noqa: F821
+run_sensitivity(
+    config,
+    cohort=snakemake.input.cohort,  # noqa: F821
+    outcomes=f"results/{config['trial']['name']}/outcomes.zarr",
+    store=snakemake.params.store,  # noqa: F821
+    runs=snakemake.params.runs,  # noqa: F821
+    summary=snakemake.output.summary,  # noqa: F821
+    figure=snakemake.output.figure,  # noqa: F821
+)

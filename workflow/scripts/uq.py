@@ -1,0 +1,14 @@
+"""Snakemake adapter: uncertainty quantification stage."""
+
+from isct.analysis import run_uq
+from isct.stages import setup_logging, trial_config
+
+setup_logging(snakemake.log[0])  # noqa: F821
+run_uq(
+    trial_config(snakemake.config),  # noqa: F821
+    cohort=snakemake.input.cohort,  # noqa: F821
+    store=snakemake.params.store,  # noqa: F821
+    runs=snakemake.params.runs,  # noqa: F821
+    summary=snakemake.output.summary,  # noqa: F821
+    figure=snakemake.output.figure,  # noqa: F821
+)
