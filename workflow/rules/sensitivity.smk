@@ -14,6 +14,7 @@ rule sensitivity:
     benchmark:
         f"{RESULTS}/benchmarks/sensitivity.tsv"
     params:
+        outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/sa.zarr",
         runs=f"{RESULTS}/sa_runs.zarr",
     script:

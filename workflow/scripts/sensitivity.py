@@ -4,11 +4,10 @@ from isct.analysis import run_sensitivity
 from isct.stages import setup_logging, trial_config
 
 setup_logging(snakemake.log[0])  # noqa: F821
-config = trial_config(snakemake.config)  # noqa: F821
 run_sensitivity(
-    config,
+    trial_config(snakemake.config),  # noqa: F821
     cohort=snakemake.input.cohort,  # noqa: F821
-    outcomes=f"results/{config['trial']['name']}/outcomes.zarr",
+    outcomes=snakemake.params.outcomes,  # noqa: F821
     store=snakemake.params.store,  # noqa: F821
     runs=snakemake.params.runs,  # noqa: F821
     summary=snakemake.output.summary,  # noqa: F821
