@@ -46,6 +46,7 @@ import logging
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -355,6 +356,32 @@ def _number(value: Any, name: str, dtype: str) -> float | int:
             raise ValueError(f"output {name!r} = {value!r} does not fit {dtype}")
         return int(value)
     return float(value)
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait for ``proc`` to exit; False if ``timeout_s`` passed first (it is then still running).
+
+    On Linux a pidfd is polled, which wakes the moment the child exits; ``Popen.wait(timeout)``
+    instead polls with sleeps of up to 50 ms, which would add latency to every run.
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        ready = poller.poll(math.ceil(timeout_s * 1000))
+    finally:
+        os.close(fd)
+    if not ready:
+        return False
+    proc.wait()
+    return True
 
 
 class ExternalSolverModel(Model):
@@ -768,9 +795,7 @@ class ExternalSolverModel(Model):
                 )
             except OSError as exc:
                 return None, time.perf_counter() - start, False, f"cannot start: {exc}"
-            try:
-                code = proc.wait(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
+            if not _wait(proc, self.timeout_s):
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -783,6 +808,7 @@ class ExternalSolverModel(Model):
                     f"timed out after {self.timeout_s:g} s; process group killed",
                 )
         duration = time.perf_counter() - start
+        code = proc.returncode
         if code != 0:
             what = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
             return code, duration, False, f"solver {what}"
