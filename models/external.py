@@ -76,7 +76,7 @@ _log = logging.getLogger(__name__)
 #: File names written by the adapter itself into every working directory.
 _RESERVED_FILES = ("stdout.log", "stderr.log", "run.json")
 #: Placeholders allowed in ``args`` and ``env`` values (``{input:NAME}`` names one input file).
-_PLACEHOLDERS = ("python", "workdir", "patient", "arm", "input", "output")
+_PLACEHOLDERS = ("python", "base_dir", "workdir", "patient", "arm", "input", "output")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)(?::([^{}]+))?\}")
 _FILE_NAME = r"^(?!\.\.?$)[A-Za-z0-9._-]+$"
 _INT_DTYPES = ("int8", "int16", "int32", "int64")
@@ -253,11 +253,11 @@ def _variables(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, Variable]:
     }
 
 
-def _resolve_executable(executable: str, source: str) -> str:
+def _resolve_executable(executable: str, source: str, base_dir: Path) -> str:
     if executable == "{python}":
         return sys.executable
     if os.sep in executable or (os.altsep and os.altsep in executable):
-        path = Path(executable).expanduser().resolve()
+        path = (base_dir / Path(executable).expanduser()).resolve()
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise ExternalSolverConfigError(
                 f"{source}: key 'executable': {executable!r} ({path}) is not an executable "
@@ -384,6 +384,15 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
     return True
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the run's process group (the solver and every child it spawned) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 class ExternalSolverModel(Model):
     """A Model that runs an external executable once per patient.
 
@@ -394,14 +403,19 @@ class ExternalSolverModel(Model):
     ----------
     source : str
         Where the configuration came from (a file name), used in error messages.
+    base_dir : path, optional
+        Directory that relative paths in the configuration are resolved against (default:
+        the current directory).
     **config
         The configuration (JSON Schema: :data:`CONFIG_SCHEMA`):
 
         executable : str
-            Program name on ``PATH``, a path (relative paths are resolved against the current
-            directory), or ``"{python}"`` for the interpreter running the worker.
+            Program name on ``PATH``, a path (relative to ``base_dir``), or ``"{python}"`` for
+            the interpreter running the worker.
         args : list of str, default []
-            Arguments after the executable. Placeholders: ``{python}``, ``{workdir}``,
+            Arguments after the executable, passed as given (the child runs in its working
+            directory, so name files by absolute path or ``{base_dir}/…``). Placeholders:
+            ``{python}``, ``{base_dir}``, ``{workdir}``,
             ``{patient}`` (id), ``{arm}``, ``{output}`` (absolute path of the output file),
             ``{input}`` (the only input file) or ``{input:NAME}``; ``{{``/``}}`` for braces.
         input_files : dict of str to {"template": str} or {"template_file": str}, default {}
@@ -474,15 +488,23 @@ class ExternalSolverModel(Model):
     name = "external"
     version = "0"
 
-    def __init__(self, *, source: str = "<keyword arguments>", **config: Any) -> None:
+    def __init__(
+        self,
+        *,
+        source: str = "<keyword arguments>",
+        base_dir: str | os.PathLike[str] | None = None,
+        **config: Any,
+    ) -> None:
         cfg = _validate(config, source)
+        base = Path.cwd() if base_dir is None else Path(base_dir).resolve()
         self.config: dict[str, Any] = cfg
         self.source = source
+        self.base_dir = base
         self.name = cfg["name"]
         self.version = cfg["version"]
         self.inputs = _variables(cfg["inputs"])
         self.outputs = _variables(cfg["outputs"])
-        self.executable = _resolve_executable(cfg["executable"], source)
+        self.executable = _resolve_executable(cfg["executable"], source, base)
         self.args: list[str] = list(cfg["args"])
         self.output_file: str = cfg["output_file"]
         self.parser: str = cfg["parser"]
@@ -490,7 +512,7 @@ class ExternalSolverModel(Model):
         self.concurrency = int(cfg["concurrency"])
         self.env: dict[str, str] = dict(cfg["env"])
         self.inherit_env: list[str] = list(cfg["inherit_env"])
-        self.runs_dir = Path(cfg["runs_dir"]).resolve() if cfg["runs_dir"] else None
+        self.runs_dir = (base / cfg["runs_dir"]).resolve() if cfg["runs_dir"] else None
         self.keep: str = cfg["keep"]
 
         self.templates: dict[str, str] = {}
@@ -498,7 +520,7 @@ class ExternalSolverModel(Model):
             if "template" in spec:
                 self.templates[file_name] = spec["template"]
                 continue
-            path = Path(spec["template_file"]).expanduser()
+            path = base / Path(spec["template_file"]).expanduser()
             try:
                 self.templates[file_name] = path.read_text(encoding="utf-8")
             except OSError as err:
@@ -516,7 +538,11 @@ class ExternalSolverModel(Model):
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any], *, source: str = "<config>"
+        cls,
+        config: Mapping[str, Any],
+        *,
+        source: str = "<config>",
+        base_dir: str | os.PathLike[str] | None = None,
     ) -> ExternalSolverModel:
         """Build the model from a configuration mapping (e.g. a block of the trial config).
 
@@ -526,6 +552,10 @@ class ExternalSolverModel(Model):
             Keys as documented in the class docstring; schema :data:`CONFIG_SCHEMA`.
         source : str
             File the mapping was read from, named in error messages.
+        base_dir : path, optional
+            Directory that relative ``executable``, ``template_file`` and ``runs_dir`` paths
+            are resolved against (default: the current directory, i.e. the repository root
+            where the trial runs).
 
         Raises
         ------
@@ -537,7 +567,7 @@ class ExternalSolverModel(Model):
                 f"{source}: the external solver configuration must be a mapping with string "
                 f"keys; allowed keys: {', '.join(CONFIG_SCHEMA['properties'])}"
             )
-        return cls(source=source, **config)
+        return cls(source=source, base_dir=base_dir, **config)
 
     # -- pickling: compiled Jinja templates are rebuilt on the worker --------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -709,6 +739,7 @@ class ExternalSolverModel(Model):
         files = {name: str(workdir / name) for name in self.templates}
         values = {
             "python": sys.executable,
+            "base_dir": str(self.base_dir),
             "workdir": str(workdir),
             "patient": str(context["patient_id"]),
             "arm": context["arm"],
@@ -795,12 +826,13 @@ class ExternalSolverModel(Model):
                 )
             except OSError as exc:
                 return None, time.perf_counter() - start, False, f"cannot start: {exc}"
-            if not _wait(proc, self.timeout_s):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            try:
+                finished = _wait(proc, self.timeout_s)
+            except BaseException:  # interrupted (Ctrl-C, task cancelled): leave no orphans
+                _kill_group(proc)
+                raise
+            if not finished:
+                _kill_group(proc)
                 return (
                     proc.returncode,
                     time.perf_counter() - start,

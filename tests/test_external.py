@@ -222,6 +222,22 @@ def test_plain_executable_with_inline_template(tmp_path):
     np.testing.assert_array_equal(out["y"], 3 * x + 1.0)
 
 
+def test_relative_paths_resolve_against_base_dir(tmp_path):
+    config = make_config(
+        args=["{base_dir}/bernoulli.py", "{input}", "{output}", "--patient={patient}"],
+        input_files={"input.csv": {"template_file": "input.csv.j2"}},
+        runs_dir="runs",
+    )
+    model = ExternalSolverModel.from_config(config, source="trial.yaml", base_dir=SOLVERS)
+    assert model.runs_dir == SOLVERS / "runs"
+    v = [0.75, 1.25]
+    settings = {"runs_dir": tmp_path}  # the engine's runs_dir wins over the config's
+    out = run_batch(model, batch([3, 4], v), {"area_cm2": 2.5}, settings)
+    assert out["status"].tolist() == [OK, OK]
+    assert_analytic(out, slice(None), v, 2.5)
+    assert not (SOLVERS / "runs").exists()
+
+
 @pytest.mark.parametrize(
     ("change", "fragments"),
     [
