@@ -433,12 +433,13 @@ def write_cohort(
             draws += ds.attrs["n_draws"]
             passed += ds.attrs["n_draws_meeting_criteria"]
             if start == 0:
-                _create_store(ds, n, batch_size, out)
-            ds.drop_vars("patient").drop_attrs(deep=False).to_zarr(
-                out, region={"patient": slice(start, stop)}, consolidated=False
-            )
+                group = _create_store(ds, n, batch_size, out)
+                arrays = {name: group[name] for name in ds.variables}
+            # Region write: the batch fills whole chunks [start, stop) of every array (the
+            # dtypes are those of the template, no encoding is applied by xarray).
+            for name, array in arrays.items():
+                array[start:stop] = ds[name].values
             del ds
-        group = zarr.open_group(out, mode="r+")
         group.attrs.update(
             {
                 "n_patients": n,
@@ -452,17 +453,31 @@ def write_cohort(
         return xr.open_zarr(out)
 
 
-def _create_store(first: xr.Dataset, n: int, batch_size: int, out: str) -> None:
-    """Write the metadata of an ``n``-patient store shaped like ``first`` (no data)."""
+def _create_store(first: xr.Dataset, n: int, batch_size: int, out: str):
+    """Create an ``n``-patient store shaped like ``first`` (metadata only); return its group.
+
+    The ``patient`` coordinate is created as a plain zarr array and filled batch by batch
+    like the data variables, so no array of length ``n`` is ever held in memory.
+    """
     import dask.array as da
+    import zarr
 
     template = xr.Dataset(
         {
             k: xr.Variable("patient", da.zeros(n, chunks=batch_size, dtype=v.dtype), v.attrs)
             for k, v in first.data_vars.items()
         },
-        coords={"patient": ("patient", np.arange(n, dtype=np.int64), first["patient"].attrs)},
         attrs=first.attrs,
     )
     encoding = {k: {"chunks": (batch_size,)} for k in template.variables}
-    template.to_zarr(out, mode="w", compute=False, encoding=encoding, consolidated=True)
+    template.to_zarr(out, mode="w", compute=False, encoding=encoding, consolidated=False)
+    group = zarr.open_group(out, mode="r+")
+    group.create_array(
+        "patient",
+        shape=(n,),
+        chunks=(batch_size,),
+        dtype="int64",
+        dimension_names=["patient"],
+        attributes=dict(first["patient"].attrs),
+    )
+    return group
