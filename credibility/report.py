@@ -1,0 +1,1101 @@
+"""Credibility report: tables from the trial's Datasets and a self-contained HTML (and PDF).
+
+The report follows the reporting structure of the FDA guidance *Assessing the Credibility of
+Computational Modeling and Simulation in Medical Device Submissions* (2023): summary, question
+of interest and context of use with model risk, model description, verification, validation,
+uncertainty quantification and sensitivity analysis, results (by arm and subgroup), failures,
+limitations, and the goal-vs-achieved table of the 13 ASME V&V 40 credibility factors.
+
+The integrator calls :func:`build_context` with whatever the run produced (every piece but the
+trial metadata is optional: a missing piece renders as "not computed in this run"), then
+:func:`render_report`. :func:`collect_evidence` assembles the evidence dict that
+:func:`credibility.plan.assess` checks against the plan's goals.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from credibility import figures as _fig
+from credibility.plan import Plan, assess
+from credibility.validation import applicability_summary, proportion_interval, validation_summary
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "ReportError",
+    "arm_differences",
+    "build_context",
+    "collect_evidence",
+    "failure_table",
+    "outcome_evidence",
+    "render_report",
+    "representation_table",
+    "results_by_arm",
+    "subgroup_table",
+]
+
+TEMPLATES = Path(__file__).with_name("templates")
+#: Float endpoints reported by default (those present in the outcomes are used).
+DEFAULT_ENDPOINTS = (
+    "mean_gradient_mmhg",
+    "peak_gradient_mmhg",
+    "eoa_cm2",
+    "eoai_cm2_m2",
+    "peak_velocity_m_s",
+    "stroke_volume_ml",
+    "cardiac_output_l_min",
+)
+#: VARC-3 PPM classes reported as proportions (code, label).
+PPM_CLASSES = ((1, "moderate"), (2, "severe"))
+#: Status codes (models.STATUS) used when the Dataset lacks flag attributes.
+_STATUS_FALLBACK = {0: "ok", 1: "invalid_input", 2: "solver_failure", 3: "timeout"}
+_MAX_IDS = 50
+NOT_COMPUTED = "Not computed in this run."
+
+
+class ReportError(RuntimeError):
+    """The report cannot be built (missing variable, missing template, PDF engine absent)."""
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def _weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarray:
+    n = outcomes.sizes["patient"]
+    if cohort is None or "sampling_weight" not in cohort:
+        return np.ones(n)
+    w = cohort["sampling_weight"]
+    if "patient" in outcomes.coords and "patient" in w.coords:
+        w = w.sel(patient=outcomes["patient"].values)
+    return np.asarray(w.values, dtype=float)
+
+
+def _mean_ci(x: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) -> dict[str, float]:
+    """Weighted mean with a Student-t interval (Kish effective n), column-wise over masks.
+
+    ``x``, ``w`` and ``mask`` broadcast to ``(k, n)``: k strata evaluated at once.
+    """
+    x, w, mask = np.broadcast_arrays(np.atleast_2d(x), np.atleast_2d(w), np.atleast_2d(mask))
+    ww = np.where(mask & np.isfinite(x), w, 0.0)
+    xs = np.where(ww > 0, x, 0.0)
+    sw = ww.sum(axis=1)
+    n = (ww > 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (ww * xs).sum(axis=1) / sw
+        n_eff = sw**2 / (ww**2).sum(axis=1)
+        var = (ww * (xs - mean[:, None]) ** 2).sum(axis=1) / sw * n_eff / (n_eff - 1.0)
+        se = np.sqrt(var / n_eff)
+        tq = stats.t.ppf(0.5 + conf / 2.0, np.maximum(n_eff - 1.0, 1.0))
+    return {
+        "n": n,
+        "estimate": mean,
+        "ci_low": mean - tq * se,
+        "ci_high": mean + tq * se,
+        "sd": np.sqrt(var),
+        "n_eff": n_eff,
+    }
+
+
+def _prop_ci(event: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) -> dict[str, Any]:
+    """Weighted proportion with a Clopper–Pearson interval on Kish effective counts."""
+    event, w, mask = np.broadcast_arrays(
+        np.atleast_2d(event), np.atleast_2d(w), np.atleast_2d(mask)
+    )
+    ww = np.where(mask, w, 0.0)
+    sw = ww.sum(axis=1)
+    n = (ww > 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = (ww * event).sum(axis=1) / sw
+        n_eff = sw**2 / (ww**2).sum(axis=1)
+    lo = np.full(p.shape, np.nan)
+    hi = np.full(p.shape, np.nan)
+    good = n > 0
+    if good.any():
+        lo[good], hi[good] = proportion_interval(p[good] * n_eff[good], n_eff[good], conf=conf)
+    return {"n": n, "estimate": p, "ci_low": lo, "ci_high": hi, "n_eff": n_eff}
+
+
+def _endpoints(outcomes: xr.Dataset, endpoints: Sequence[str] | None) -> list[str]:
+    if endpoints is None:
+        return [e for e in DEFAULT_ENDPOINTS if e in outcomes]
+    missing = [e for e in endpoints if e not in outcomes]
+    if missing:
+        raise ReportError(
+            f"endpoints {missing} not in outcomes; available: {sorted(outcomes.data_vars)}"
+        )
+    return list(endpoints)
+
+
+def results_by_arm(
+    outcomes: xr.Dataset,
+    cohort: xr.Dataset | None = None,
+    *,
+    endpoints: Sequence[str] | None = None,
+    conf: float = 0.95,
+) -> pd.DataFrame:
+    """Population results of every arm with intervals.
+
+    Float endpoints: weighted mean with a Student-t ``conf`` interval (Kish effective n), SD
+    and the 2.5 / 50 / 97.5 % population percentiles, over simulations with ``status == 0``.
+    ``ppm_class`` (when present): share of moderate and of severe PPM among valid classes,
+    with Clopper–Pearson intervals, in percent.
+
+    Parameters
+    ----------
+    outcomes : xarray.Dataset
+        Dims ``(arm, patient)`` with ``status``.
+    cohort : xarray.Dataset, optional
+        Supplies ``sampling_weight``.
+    endpoints : sequence of str, optional
+        Float endpoints (default: those of :data:`DEFAULT_ENDPOINTS` present).
+    conf : float, default 0.95
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm, endpoint, unit, n, estimate, ci_low, ci_high, sd, p2_5, median,
+        p97_5``.
+    """
+    eps = _endpoints(outcomes, endpoints)
+    arms = [str(a) for a in outcomes["arm"].values]
+    ok = outcomes["status"].transpose("arm", "patient").values == 0
+    w = _weights(outcomes, cohort)
+    frames = []
+    for name in eps:
+        x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
+        r = _mean_ci(x, w, ok, conf)
+        xq = np.where(ok & np.isfinite(x), x, np.nan)
+        with np.errstate(all="ignore"):
+            q = np.nanpercentile(xq, [2.5, 50.0, 97.5], axis=1) if np.isfinite(xq).any() else None
+        frames.append(
+            pd.DataFrame(
+                {
+                    "arm": arms,
+                    "endpoint": name,
+                    "unit": outcomes[name].attrs.get("units", ""),
+                    "n": r["n"],
+                    "estimate": r["estimate"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "sd": r["sd"],
+                    "p2_5": q[0] if q is not None else np.nan,
+                    "median": q[1] if q is not None else np.nan,
+                    "p97_5": q[2] if q is not None else np.nan,
+                }
+            )
+        )
+    if "ppm_class" in outcomes:
+        cls = outcomes["ppm_class"].transpose("arm", "patient").values
+        valid = ok & (cls >= 0)
+        for code, label in PPM_CLASSES:
+            r = _prop_ci((cls == code).astype(float), w, valid, conf)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arms,
+                        "endpoint": f"ppm_{label}",
+                        "unit": "%",
+                        "n": r["n"],
+                        "estimate": 100 * r["estimate"],
+                        "ci_low": 100 * r["ci_low"],
+                        "ci_high": 100 * r["ci_high"],
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def arm_differences(
+    outcomes: xr.Dataset,
+    cohort: xr.Dataset | None = None,
+    *,
+    reference: str | None = None,
+    endpoints: Sequence[str] | None = None,
+    conf: float = 0.95,
+) -> pd.DataFrame:
+    """Paired differences between arms (each virtual patient receives every arm).
+
+    For every non-reference arm and endpoint: weighted mean of the per-patient difference
+    ``arm - reference`` over patients with ``status == 0`` in both arms, with a Student-t
+    interval; for ``ppm_class`` the difference in severe-PPM share (percentage points, paired
+    normal interval).
+
+    Parameters
+    ----------
+    outcomes : xarray.Dataset
+        Dims ``(arm, patient)``.
+    cohort : xarray.Dataset, optional
+        Supplies ``sampling_weight``.
+    reference : str, optional
+        Reference arm (default: the first).
+    endpoints : sequence of str, optional
+        Float endpoints (default as in :func:`results_by_arm`).
+    conf : float, default 0.95
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``comparison, endpoint, unit, n, estimate, ci_low, ci_high``.
+    """
+    arms = [str(a) for a in outcomes["arm"].values]
+    if len(arms) < 2:
+        return pd.DataFrame()
+    reference = reference or arms[0]
+    if reference not in arms:
+        raise ReportError(f"reference arm '{reference}' not in outcomes; allowed: {arms}")
+    eps = _endpoints(outcomes, endpoints)
+    w = _weights(outcomes, cohort)
+    ok = outcomes["status"].transpose("arm", "patient").values == 0
+    i_ref = arms.index(reference)
+    rows = []
+    for i, arm in enumerate(arms):
+        if i == i_ref:
+            continue
+        both = ok[i] & ok[i_ref]
+        for name in eps:
+            x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
+            r = _mean_ci(x[i] - x[i_ref], w, both, conf)
+            rows.append(
+                {
+                    "comparison": f"{arm} − {reference}",
+                    "endpoint": name,
+                    "unit": outcomes[name].attrs.get("units", ""),
+                    **{k: r[k][0] for k in ("n", "estimate", "ci_low", "ci_high")},
+                }
+            )
+        if "ppm_class" in outcomes:
+            cls = outcomes["ppm_class"].transpose("arm", "patient").values
+            valid = both & (cls[i] >= 0) & (cls[i_ref] >= 0)
+            d = (cls[i] == 2).astype(float) - (cls[i_ref] == 2).astype(float)
+            r = _mean_ci(d, w, valid, conf)
+            rows.append(
+                {
+                    "comparison": f"{arm} − {reference}",
+                    "endpoint": "ppm_severe",
+                    "unit": "percentage points",
+                    "n": r["n"][0],
+                    "estimate": 100 * r["estimate"][0],
+                    "ci_low": 100 * r["ci_low"][0],
+                    "ci_high": 100 * r["ci_high"][0],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _flag_labels(var: xr.DataArray, fallback: Mapping[int, str]) -> dict[int, str]:
+    values = var.attrs.get("flag_values")
+    meanings = var.attrs.get("flag_meanings")
+    if values is not None and meanings:
+        return {int(v): m for v, m in zip(np.ravel(values), str(meanings).split(), strict=False)}
+    return dict(fallback)
+
+
+def _subgroup_codes(cohort: xr.Dataset) -> list[tuple[str, np.ndarray, list[str]]]:
+    """(subgroup name, level label per patient, ordered levels) for the standard subgroups."""
+    groups = []
+    if "sex" in cohort:
+        labels = _flag_labels(cohort["sex"], {0: "female", 1: "male"})
+        codes = np.asarray(cohort["sex"].values)
+        lab = np.array([labels.get(int(c), str(c)) for c in np.unique(codes)])
+        level = lab[np.searchsorted(np.unique(codes), codes)]
+        groups.append(("sex", level, [labels.get(int(c), str(c)) for c in np.unique(codes)]))
+    bands = (
+        # age bands (years) around the usual TAVR age of 75-85 (reference notes tavr.md)
+        ("age band", "age_yr", [75.0, 85.0], ["<75 y", "75–84 y", "≥85 y"]),
+        # WHO BMI classes (kg/m²); >= 30 also switches the VARC-3 PPM thresholds
+        ("BMI class", "bmi_kg_m2", [18.5, 25.0, 30.0], ["<18.5", "18.5–24.9", "25–29.9", "≥30"]),
+        # 430 mm²: upper end of the SAPIEN 3 23 mm sizing range (reference notes tavr.md)
+        ("annulus area", "annulus_area_mm2", [430.0], ["≤430 mm²", ">430 mm²"]),
+    )
+    for name, var, edges, labels in bands:
+        if var in cohort:
+            x = np.asarray(cohort[var].values, dtype=float)
+            idx = np.digitize(x, edges, right=(var == "annulus_area_mm2"))
+            level = np.where(np.isfinite(x), np.array(labels)[idx], "missing")
+            groups.append((name, level, labels))
+    return groups
+
+
+def subgroup_table(
+    cohort: xr.Dataset,
+    outcomes: xr.Dataset,
+    *,
+    endpoints: Sequence[str] | None = None,
+    conf: float = 0.95,
+) -> pd.DataFrame:
+    """Endpoints by subgroup (sex, age band, BMI class, annulus area) and arm, with intervals.
+
+    Parameters
+    ----------
+    cohort : xarray.Dataset
+        Cohort with any of ``sex``, ``age_yr``, ``bmi_kg_m2``, ``annulus_area_mm2`` and
+        optionally ``sampling_weight``.
+    outcomes : xarray.Dataset
+        Dims ``(arm, patient)``.
+    endpoints : sequence of str, optional
+        Float endpoints (default: ``mean_gradient_mmhg`` and ``eoai_cm2_m2`` when present);
+        the severe-PPM share is added when ``ppm_class`` exists.
+    conf : float, default 0.95
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subgroup, level, arm, endpoint, unit, n, estimate, ci_low, ci_high``.
+    """
+    if endpoints is None:
+        endpoints = [e for e in ("mean_gradient_mmhg", "eoai_cm2_m2") if e in outcomes]
+    eps = _endpoints(outcomes, endpoints)
+    arms = [str(a) for a in outcomes["arm"].values]
+    w = _weights(outcomes, cohort)
+    ok = outcomes["status"].transpose("arm", "patient").values == 0
+    cls = (
+        outcomes["ppm_class"].transpose("arm", "patient").values
+        if "ppm_class" in outcomes
+        else None
+    )
+    frames = []
+    for name, level, levels in _subgroup_codes(cohort):
+        present = [lv for lv in levels if (level == lv).any()]
+        in_level = np.stack([level == lv for lv in present])  # (levels, patient)
+        for i, arm in enumerate(arms):
+            mask = in_level & ok[i]
+            base = {"subgroup": name, "level": present, "arm": arm}
+            for ep in eps:
+                x = np.asarray(outcomes[ep].transpose("arm", "patient").values[i], dtype=float)
+                r = _mean_ci(x, w, mask, conf)
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            **base,
+                            "endpoint": ep,
+                            "unit": outcomes[ep].attrs.get("units", ""),
+                            **{k: r[k] for k in ("n", "estimate", "ci_low", "ci_high")},
+                        }
+                    )
+                )
+            if cls is not None:
+                r = _prop_ci((cls[i] == 2).astype(float), w, mask & (cls[i] >= 0), conf)
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            **base,
+                            "endpoint": "ppm_severe",
+                            "unit": "%",
+                            "n": r["n"],
+                            "estimate": 100 * r["estimate"],
+                            "ci_low": 100 * r["ci_low"],
+                            "ci_high": 100 * r["ci_high"],
+                        }
+                    )
+                )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def representation_table(cohort: xr.Dataset) -> pd.DataFrame:
+    """Size of every subgroup level in the virtual cohort (unweighted and weighted shares).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subgroup, level, n, share_pct, weighted_share_pct``.
+    """
+    n = cohort.sizes["patient"]
+    w = (
+        np.asarray(cohort["sampling_weight"].values, dtype=float)
+        if "sampling_weight" in cohort
+        else np.ones(n)
+    )
+    rows = []
+    for name, level, levels in _subgroup_codes(cohort):
+        for lv in [*levels, "missing"]:
+            m = level == lv
+            if lv == "missing" and not m.any():
+                continue
+            rows.append(
+                {
+                    "subgroup": name,
+                    "level": lv,
+                    "n": int(m.sum()),
+                    "share_pct": 100.0 * m.mean(),
+                    "weighted_share_pct": 100.0 * w[m].sum() / w.sum(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def failure_table(outcomes: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Status counts per arm and the ids of the patients whose simulation did not succeed.
+
+    Returns
+    -------
+    counts : pandas.DataFrame
+        Columns ``arm, status, code, n, share_pct`` (every status of the flag attributes).
+    failing : pandas.DataFrame
+        Columns ``arm, status, n, patients`` (ids, comma separated, at most 50 listed then
+        ``"… (+k more)"``); empty when every simulation succeeded.
+    """
+    labels = _flag_labels(outcomes["status"], _STATUS_FALLBACK)
+    status = outcomes["status"].transpose("arm", "patient").values
+    ids = np.asarray(outcomes["patient"].values)
+    arms = [str(a) for a in outcomes["arm"].values]
+    codes = sorted(set(labels) | set(np.unique(status).tolist()))
+    counts = np.stack([(status == c).sum(axis=1) for c in codes], axis=1)  # (arm, code)
+    count_rows = pd.DataFrame(
+        {
+            "arm": np.repeat(arms, len(codes)),
+            "status": [labels.get(c, f"code {c}") for c in codes] * len(arms),
+            "code": codes * len(arms),
+            "n": counts.ravel(),
+            "share_pct": (100.0 * counts / status.shape[1]).ravel(),
+        }
+    )
+    fail_rows = []
+    for i, arm in enumerate(arms):
+        for c in codes:
+            if c == 0:
+                continue
+            who = ids[status[i] == c]
+            if who.size == 0:
+                continue
+            shown = ", ".join(str(p) for p in who[:_MAX_IDS])
+            if who.size > _MAX_IDS:
+                shown += f", … (+{who.size - _MAX_IDS} more)"
+            fail_rows.append(
+                {
+                    "arm": arm,
+                    "status": labels.get(c, f"code {c}"),
+                    "n": int(who.size),
+                    "patients": shown,
+                }
+            )
+    return count_rows, pd.DataFrame(fail_rows, columns=["arm", "status", "n", "patients"])
+
+
+def outcome_evidence(outcomes: xr.Dataset) -> dict[str, float]:
+    """Simulation-level evidence: shares of ok / invalid-input / solver-failure cells.
+
+    Returns
+    -------
+    dict
+        ``n_cells``, ``ok_fraction``, ``invalid_input_fraction``, ``solver_failure_fraction``
+        (solver failures and timeouts, status 2 and 3).
+    """
+    s = outcomes["status"].values
+    n = s.size
+    return {
+        "n_cells": int(n),
+        "ok_fraction": float((s == 0).mean()) if n else math.nan,
+        "invalid_input_fraction": float((s == 1).mean()) if n else math.nan,
+        "solver_failure_fraction": float(np.isin(s, (2, 3)).mean()) if n else math.nan,
+    }
+
+
+def _uq_n_inputs(uq: xr.Dataset) -> int | None:
+    for key in ("n_inputs", "n_uncertain_inputs"):
+        if key in uq.attrs:
+            return int(uq.attrs[key])
+    for key in ("inputs", "uncertain_inputs"):
+        if key in uq.attrs:
+            return len(np.atleast_1d(uq.attrs[key]))
+    for dim in ("input", "parameter", "inputs", "parameters"):
+        if dim in uq.sizes:
+            return int(uq.sizes[dim])
+    return None
+
+
+def collect_evidence(
+    *,
+    verification: Mapping[str, Any] | None = None,
+    code_verification: Mapping[str, Any] | None = None,
+    validation: pd.DataFrame | None = None,
+    applicability: pd.DataFrame | None = None,
+    outcomes: xr.Dataset | None = None,
+    model_card: Mapping[str, Any] | None = None,
+    uq: xr.Dataset | None = None,
+    hash_mismatches: int | None = None,
+    resimulation_match: bool | None = None,
+    quantities_of_interest: Sequence[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the evidence dict addressed by a plan's dotted ``evidence`` keys.
+
+    Keys produced (absent when the piece is None): ``verification.*`` (the dict given, e.g.
+    ``GCIResult.summary()``: ``gci_max_pct``, …), ``code_verification.*``,
+    ``validation.*`` (:func:`~credibility.validation.validation_summary`),
+    ``applicability.*`` (:func:`~credibility.validation.applicability_summary`),
+    ``simulation.*`` (:func:`outcome_evidence`), ``model_card.n_assumptions`` /
+    ``n_limitations`` / ``n_references``, ``uq.n_uncertain_inputs`` (from the UQ Dataset's
+    ``n_inputs``/``inputs`` attrs or an ``input``/``parameter`` dim),
+    ``provenance.hash_mismatches``, ``reproducibility.resimulation_match``. ``extra`` is
+    merged last (nested dicts are merged key by key).
+
+    Returns
+    -------
+    dict
+        Nested evidence; only JSON-friendly scalars.
+    """
+    ev: dict[str, Any] = {}
+    if verification is not None:
+        ev["verification"] = {
+            k: v for k, v in verification.items() if not isinstance(v, pd.DataFrame | Mapping)
+        }
+    if code_verification is not None:
+        ev["code_verification"] = dict(code_verification)
+    if validation is not None:
+        ev["validation"] = validation_summary(validation, list(quantities_of_interest or []))
+    if applicability is not None:
+        ev["applicability"] = applicability_summary(applicability)
+    if outcomes is not None:
+        ev["simulation"] = outcome_evidence(outcomes)
+    if model_card is not None:
+        ev["model_card"] = {
+            f"n_{k}": len(model_card.get(k) or [])
+            for k in ("assumptions", "limitations", "references")
+        }
+    if uq is not None:
+        n = _uq_n_inputs(uq)
+        ev["uq"] = {"n_uncertain_inputs": n} if n is not None else {}
+    if hash_mismatches is not None:
+        ev["provenance"] = {"hash_mismatches": int(hash_mismatches)}
+    if resimulation_match is not None:
+        ev["reproducibility"] = {"resimulation_match": bool(resimulation_match)}
+    for key, value in (extra or {}).items():
+        if isinstance(value, Mapping) and isinstance(ev.get(key), dict):
+            ev[key] = {**ev[key], **value}
+        else:
+            ev[key] = value
+    return ev
+
+
+# ---------------------------------------------------------------------------- HTML helpers
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
+    if isinstance(v, float | np.floating):
+        if not np.isfinite(v):
+            return "—"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(df: pd.DataFrame | None, *, table_id: str | None = None, index: bool = False) -> str:
+    """HTML of a DataFrame (escaped, compact number format), or '' for None/empty."""
+    if df is None or len(df) == 0:
+        return ""
+    html = df.to_html(
+        index=index,
+        escape=True,
+        na_rep="—",
+        border=0,
+        classes="data",
+        table_id=table_id,
+        formatters={
+            c: _fmt for c in df.columns if df[c].dtype == object or df[c].dtype.kind == "f"
+        },
+    )
+    return html
+
+
+def _kv_table(items: Mapping[str, Any], *, table_id: str | None = None) -> str:
+    if not items:
+        return ""
+    return _table(
+        pd.DataFrame({"item": list(items), "value": [_fmt(v) for v in items.values()]}),
+        table_id=table_id,
+    )
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a nested dict into dotted scalar items and tables (DataFrames / lists of dicts)."""
+    scalars: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, pd.DataFrame):
+            tables[key] = v
+        elif isinstance(v, list) and v and all(isinstance(i, Mapping) for i in v):
+            tables[key] = pd.DataFrame(v)
+        elif isinstance(v, Mapping):
+            s, t = _flatten(v, f"{key}.")
+            scalars.update(s)
+            tables.update(t)
+        elif isinstance(v, list | tuple):
+            scalars[key] = ", ".join(_fmt(i) for i in v)
+        else:
+            scalars[key] = v
+    return scalars, tables
+
+
+def _dataset_tables(ds: xr.Dataset, *, max_rows: int = 200) -> list[dict[str, str]]:
+    """Tables of a small result Dataset (UQ, SA): variables grouped by their dims."""
+    out = []
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, var in ds.data_vars.items():
+        groups.setdefault(tuple(var.dims), []).append(str(name))
+    summary = []
+    for dims, names in groups.items():
+        size = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
+        if len(dims) <= 3 and size <= max_rows:
+            frame = (
+                ds[names].to_dataframe().reset_index()
+                if dims
+                else pd.DataFrame({n: [ds[n].item()] for n in names})
+            )
+            caption = ", ".join(
+                f"{n} [{ds[n].attrs['units']}]" if "units" in ds[n].attrs else n for n in names
+            )
+            out.append({"caption": f"{caption} by ({', '.join(dims)})", "html": _table(frame)})
+        else:
+            for n in names:
+                values = np.asarray(ds[n].values)
+                finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+                summary.append(
+                    {
+                        "variable": n,
+                        "dims": ", ".join(dims),
+                        "shape": "×".join(str(ds.sizes[d]) for d in dims),
+                        "units": ds[n].attrs.get("units", ""),
+                        "min": finite.min() if finite.size else np.nan,
+                        "max": finite.max() if finite.size else np.nan,
+                    }
+                )
+    if summary:
+        out.append({"caption": "Large variables (summary)", "html": _table(pd.DataFrame(summary))})
+    return out
+
+
+def _normalise_io(spec: Any) -> pd.DataFrame | None:
+    """Model-card inputs/outputs (dict name -> attrs, or list of dicts) as a table."""
+    if not spec:
+        return None
+    if isinstance(spec, Mapping):
+        rows = [
+            {"name": k, **(v if isinstance(v, Mapping) else {"description": v})}
+            for k, v in spec.items()
+        ]
+    else:
+        rows = [dict(v) if isinstance(v, Mapping) else {"name": str(v)} for v in spec]
+    frame = pd.DataFrame(rows)
+    if "unit" in frame and "units" not in frame:
+        frame = frame.rename(columns={"unit": "units"})
+    first = [c for c in ("name", "units", "description", "bounds") if c in frame]
+    return frame[first + [c for c in frame.columns if c not in first]].map(
+        lambda v: ", ".join(map(str, v)) if isinstance(v, list | tuple) else v
+    )
+
+
+def _as_text_list(items: Any) -> list[str]:
+    if not items:
+        return []
+    if isinstance(items, str):
+        return [items]
+    out = []
+    for i in items:
+        if isinstance(i, Mapping):
+            out.append("; ".join(f"{k}: {v}" for k, v in i.items()))
+        else:
+            out.append(str(i))
+    return out
+
+
+def _figure_section(key: str) -> str:
+    k = key.lower()
+    for prefix, section in (
+        ("cohort", "subgroups"),
+        ("subgroup", "subgroups"),
+        ("sa", "uq_sa"),
+        ("sensitivity", "uq_sa"),
+        ("sobol", "uq_sa"),
+        ("uq", "uq_sa"),
+        ("verification", "verification"),
+        ("gci", "verification"),
+        ("validation", "validation"),
+        ("result", "results"),
+    ):
+        if k.startswith(prefix):
+            return section
+    return "appendix"
+
+
+# ------------------------------------------------------------------------------- context
+
+
+def build_context(
+    *,
+    trial: Mapping[str, Any],
+    cohort: xr.Dataset | None = None,
+    outcomes: xr.Dataset | None = None,
+    cohort_check: pd.DataFrame | None = None,
+    verification: Mapping[str, Any] | None = None,
+    validation: pd.DataFrame | None = None,
+    applicability: pd.DataFrame | None = None,
+    uq: xr.Dataset | None = None,
+    sa: xr.Dataset | None = None,
+    plan: Plan | None = None,
+    assessment: pd.DataFrame | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    model_card: Mapping[str, Any] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+    figures: Mapping[str, str | Path] | None = None,
+    endpoints: Sequence[str] | None = None,
+    conf: float = 0.95,
+) -> dict[str, Any]:
+    """Compute every table and figure of the report; missing pieces become explicit notes.
+
+    Parameters
+    ----------
+    trial : mapping
+        Trial metadata: ``name`` (required), optional ``title``, ``description``, ``sponsor``,
+        ``seed``, ``n_patients``, ``arms`` …; shown in the summary.
+    cohort : xarray.Dataset, optional
+        Virtual cohort (dim ``patient``).
+    outcomes : xarray.Dataset, optional
+        Outcomes (dims ``arm, patient``) with ``status``.
+    cohort_check : pandas.DataFrame, optional
+        Target vs generated table of the cohort (representation vs target).
+    verification : mapping, optional
+        Verification evidence: scalars (e.g. ``GCIResult.summary()``) and tables (a
+        DataFrame with ``gci_fine_pct``, e.g. ``GCIResult.to_frame(names)``, is also drawn).
+    validation : pandas.DataFrame, optional
+        :func:`credibility.validation.validate` output.
+    applicability : pandas.DataFrame, optional
+        :func:`credibility.validation.applicability` output.
+    uq, sa : xarray.Dataset, optional
+        UQ and sensitivity results (rendered generically as tables).
+    plan : Plan, optional
+        The credibility plan.
+    assessment : pandas.DataFrame, optional
+        :func:`credibility.plan.assess` output; computed from ``plan`` and ``evidence``
+        when not given and both are.
+    evidence : mapping, optional
+        Evidence dict (shown in an appendix; used for the assessment if needed).
+    model_card : mapping, optional
+        ``name``, ``version``, ``description``, ``inputs``/``outputs`` (with units),
+        ``assumptions``, ``limitations``, ``references``, ``context_of_use`` …
+    manifest : mapping, optional
+        Contents of ``manifest.json``.
+    figures : mapping of str to path, optional
+        Extra PNG figures (e.g. ``cohort_check``, ``sa_indices``), placed in the section their
+        key suggests (``cohort*``/``subgroup*`` → subgroups, ``sa*``/``sensitivity*``/
+        ``sobol*``/``uq*`` → UQ and SA, ``verification*``/``gci*``, ``validation*``,
+        ``result*``; others in an appendix).
+    endpoints : sequence of str, optional
+        Float endpoints for the results tables.
+    conf : float, default 0.95
+        Confidence level of all intervals.
+
+    Returns
+    -------
+    dict
+        Template context for :func:`render_report`.
+
+    Raises
+    ------
+    ReportError
+        If ``trial`` has no ``name`` or a requested endpoint is not in ``outcomes``.
+    """
+    if "name" not in trial:
+        raise ReportError("trial metadata: key 'name' is required")
+    notes: list[str] = []
+    figs: dict[str, list[dict[str, str]]] = {}
+
+    def add_fig(section: str, title: str, uri: str) -> None:
+        figs.setdefault(section, []).append({"title": title, "uri": uri})
+
+    ctx: dict[str, Any] = {
+        "trial": dict(trial),
+        "generated_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "conf_pct": f"{100 * conf:g}",
+        "not_computed": NOT_COMPUTED,
+    }
+
+    # --- plan, risk, assessment
+    if assessment is None and plan is not None and evidence is not None:
+        assessment = assess(plan, evidence)
+    if plan is not None:
+        ctx["plan"] = {
+            "name": plan.get("name"),
+            "source": plan.source,
+            "question_of_interest": plan.get("question_of_interest"),
+            "context_of_use": plan.get("context_of_use"),
+            "model_influence": plan.get("model_influence"),
+            "model_influence_rationale": plan.get("model_influence_rationale", ""),
+            "decision_consequence": plan.get("decision_consequence"),
+            "decision_consequence_rationale": plan.get("decision_consequence_rationale", ""),
+            "model_risk": plan.model_risk,
+            "quantities_of_interest": _table(
+                pd.DataFrame(plan.get("quantities_of_interest") or [])
+            ),
+            "references": _as_text_list(plan.get("references")),
+        }
+    if assessment is not None:
+        rows = []
+        for r in assessment.to_dict("records"):
+            rows.append(
+                {
+                    "factor": str(r["factor"]).replace("_", " "),
+                    "activity": r["activity"],
+                    "grade": r["grade"],
+                    "goal": r["goal"],
+                    "partial_band": r["partial_band"] or "—",
+                    "evidence": r["evidence"],
+                    "achieved": _fmt(r["achieved"]),
+                    "status": r["status"],
+                    "rationale": r.get("rationale", ""),
+                }
+            )
+        counts = assessment["status"].value_counts()
+        ctx["assessment"] = {
+            "rows": rows,
+            "counts": {s: int(counts.get(s, 0)) for s in ("pass", "partial", "fail", "missing")},
+        }
+        add_fig(
+            "assessment",
+            "Status per credibility factor",
+            _fig.fig_to_data_uri(_fig.goal_status_chart(assessment)),
+        )
+        missing = assessment.loc[assessment["status"] == "missing", "factor"].tolist()
+        if missing:
+            notes.append(
+                "No evidence was computed for: " + ", ".join(m.replace("_", " ") for m in missing)
+            )
+
+    # --- model card
+    if model_card is not None:
+        ctx["model"] = {
+            "name": model_card.get("name", "—"),
+            "version": model_card.get("version", "—"),
+            "description": model_card.get("description", ""),
+            "context_of_use": model_card.get("context_of_use", ""),
+            "inputs": _table(_normalise_io(model_card.get("inputs"))),
+            "outputs": _table(_normalise_io(model_card.get("outputs"))),
+            "assumptions": _as_text_list(model_card.get("assumptions")),
+            "limitations": _as_text_list(model_card.get("limitations")),
+            "references": _as_text_list(model_card.get("references")),
+        }
+
+    # --- verification
+    if verification is not None:
+        scalars, tables = _flatten(verification)
+        ctx["verification"] = {
+            "items": _kv_table(scalars, table_id="verification-items"),
+            "tables": [{"caption": k, "html": _table(v, index=True)} for k, v in tables.items()],
+        }
+        goal = None
+        if plan is not None:
+            crit = plan.factors["discretization_error"]["goal"]
+            goal = crit.get("max")
+        for k, v in tables.items():
+            if "gci_fine_pct" in v:
+                add_fig(
+                    "verification",
+                    f"Fine-grid GCI ({k})",
+                    _fig.fig_to_data_uri(_fig.gci_bars(v, goal_pct=goal)),
+                )
+
+    # --- validation and applicability
+    if validation is not None and len(validation):
+        cols = [
+            "id", "quantity", "statistic", "arm", "size_mm", "timepoint", "unit", "observed",
+            "observed_low", "observed_high", "predicted", "predicted_low", "predicted_high",
+            "n_virtual", "E", "u_val", "verdict", "area_metric",
+        ]  # fmt: skip
+        shown = validation[[c for c in cols if c in validation]]
+        ctx["validation"] = {
+            "table": _table(shown, table_id="validation-table"),
+            "sources": _table(
+                validation[["id", "citation", "note"]].drop_duplicates(),
+                table_id="validation-sources",
+            ),
+            "summary": _kv_table(validation_summary(validation)),
+        }
+        add_fig(
+            "validation",
+            "Virtual trial vs clinical comparators",
+            _fig.fig_to_data_uri(_fig.validation_forest(validation)),
+        )
+        no_ud = int((validation["u_D"] == 0).sum())
+        if no_ud:
+            notes.append(
+                f"{no_ud} of {len(validation)} comparators report no uncertainty; their u_D was "
+                "taken as 0, which makes the V&V 20 verdict strict."
+            )
+    if applicability is not None and len(applicability):
+        ctx["applicability"] = {
+            "table": _table(applicability, table_id="applicability-table"),
+            "summary": _kv_table(applicability_summary(applicability)),
+        }
+
+    # --- UQ and SA
+    for key, ds in (("uq", uq), ("sa", sa)):
+        if ds is not None:
+            ctx[key] = {
+                "attrs": _kv_table({k: v for k, v in ds.attrs.items()}),
+                "tables": _dataset_tables(ds),
+            }
+
+    # --- results, failures, subgroups
+    if outcomes is not None:
+        by_arm = results_by_arm(outcomes, cohort, endpoints=endpoints, conf=conf)
+        diffs = arm_differences(outcomes, cohort, endpoints=endpoints, conf=conf)
+        eps = _endpoints(outcomes, endpoints)
+        counts, failing = failure_table(outcomes)
+        ctx["results"] = {
+            "by_arm": _table(by_arm, table_id="results-by-arm"),
+            "differences": _table(diffs, table_id="arm-differences"),
+            "n_patients": int(outcomes.sizes["patient"]),
+            "arms": [str(a) for a in outcomes["arm"].values],
+        }
+        ctx["failures"] = {
+            "counts": _table(counts, table_id="status-counts"),
+            "failing": _table(failing, table_id="failing-patients"),
+            "evidence": outcome_evidence(outcomes),
+        }
+        if eps:
+            add_fig(
+                "results",
+                "Endpoint distributions by arm",
+                _fig.fig_to_data_uri(_fig.endpoint_distributions(outcomes, eps)),
+            )
+        if cohort is not None:
+            sub = subgroup_table(cohort, outcomes, conf=conf)
+            ctx["subgroups"] = {"table": _table(sub, table_id="subgroup-table")}
+            if len(sub):
+                ep = sub["endpoint"].iloc[0]
+                add_fig(
+                    "subgroups",
+                    f"{ep} by subgroup and arm",
+                    _fig.fig_to_data_uri(_fig.subgroup_forest(sub, ep)),
+                )
+    if cohort is not None:
+        ctx.setdefault("subgroups", {})["representation"] = _table(
+            representation_table(cohort), table_id="representation-table"
+        )
+    if cohort_check is not None and len(cohort_check):
+        ctx.setdefault("subgroups", {})["cohort_check"] = _table(
+            cohort_check, table_id="cohort-check"
+        )
+
+    # --- provenance
+    if manifest is not None:
+        hashed = []
+        for group in ("config", "inputs", "outputs"):
+            entries = {"config": manifest[group]} if group == "config" else manifest.get(group, {})
+            for name, e in entries.items():
+                hashed.append(
+                    {
+                        "entry": name if group == "config" else f"{group}.{name}",
+                        "path": e.get("path"),
+                        "kind": e.get("kind"),
+                        "files": len(e.get("files", {})) if e.get("kind") == "dir" else 1,
+                        "sha256": str(e.get("sha256", ""))[:16] + "…",
+                    }
+                )
+        ctx["manifest"] = {
+            "general": _kv_table(
+                {
+                    "trial": manifest.get("trial"),
+                    "created (UTC)": manifest.get("created_utc"),
+                    "git commit": (manifest.get("git") or {}).get("commit"),
+                    "uncommitted changes": (manifest.get("git") or {}).get("dirty"),
+                    **{f"seed {k}": v for k, v in (manifest.get("seeds") or {}).items()},
+                    **{f"platform {k}": v for k, v in (manifest.get("platform") or {}).items()},
+                }
+            ),
+            "packages": _kv_table(manifest.get("packages") or {}),
+            "hashes": _table(pd.DataFrame(hashed)),
+        }
+    if evidence is not None:
+        ctx["evidence"] = _kv_table(_flatten(evidence)[0], table_id="evidence-items")
+
+    # --- extra figures
+    for key, path in (figures or {}).items():
+        try:
+            uri = _fig.png_to_data_uri(path)
+        except OSError:
+            notes.append(f"Figure '{key}' could not be read from {path}.")
+            continue
+        add_fig(_figure_section(key), key.replace("_", " "), uri)
+
+    # --- limitations: model card + computed gaps
+    limits = list(ctx.get("model", {}).get("limitations", []))
+    for label, piece in (
+        ("uncertainty quantification", uq),
+        ("sensitivity analysis", sa),
+        ("calculation verification", verification),
+        ("validation against clinical comparators", validation),
+        ("cohort applicability check", applicability),
+    ):
+        if piece is None:
+            notes.append(f"The {label} was not computed in this run.")
+    ctx["limitations"] = limits
+    ctx["notes"] = notes
+    ctx["figures"] = figs
+    return ctx
+
+
+def render_report(out_html: str | Path, *, context: Mapping[str, Any], pdf: bool = False) -> Path:
+    """Write the credibility report as one self-contained HTML file (and optionally a PDF).
+
+    CSS is inlined and every figure is a base64 PNG ``data:`` URI, so the file can be mailed
+    or archived alone. The PDF (``out_html`` with suffix ``.pdf``) is produced by WeasyPrint.
+
+    Parameters
+    ----------
+    out_html : str or Path
+        Output path; parent directories are created.
+    context : mapping
+        Output of :func:`build_context`.
+    pdf : bool, default False
+        Also write a PDF next to the HTML.
+
+    Returns
+    -------
+    Path
+        The HTML file.
+
+    Raises
+    ------
+    ReportError
+        If the template is missing or WeasyPrint is unavailable when ``pdf=True``.
+    """
+    out = Path(out_html)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    try:
+        template = env.get_template("report.html.j2")
+        css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    except (jinja2.TemplateNotFound, OSError) as exc:
+        raise ReportError(f"report template missing in {TEMPLATES}: {exc}") from exc
+    html = template.render(ctx=context, css=css, status_colours=_fig.STATUS_COLOURS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    if pdf:
+        try:
+            import weasyprint
+        except ImportError as exc:  # pragma: no cover - weasyprint is a declared dependency
+            raise ReportError("pdf=True needs the 'weasyprint' package") from exc
+        weasyprint.HTML(string=html, base_url=str(out.parent)).write_pdf(out.with_suffix(".pdf"))
+    return out
