@@ -654,6 +654,8 @@ class ExternalSolverModel(Model):
         """Like :meth:`simulate` but return one :class:`RunResult` per patient (diagnostics)."""
         columns = {k: np.asarray(v) for k, v in patients.items() if np.ndim(v) >= 1}
         lengths = {v.shape[0] for v in columns.values()}
+        if not lengths:
+            raise ValueError(f"model {self.name!r}: the batch holds no per-patient arrays")
         if len(lengths) != 1:
             raise ValueError(f"model {self.name!r}: patient arrays differ in length {lengths}")
         (n,) = lengths

@@ -120,6 +120,12 @@ def test_nonzero_exit_and_garbage_output_are_solver_failures_with_logs(tmp_path)
     garbage = json.loads((runs / "tavi" / "patient-000005" / "run.json").read_text())
     assert garbage["returncode"] == 0 and "not JSON" in garbage["reason"]
 
+    # the diagnostic interface gives the same verdicts with reasons
+    results = model.run(batch([2, 3], [2.0, 2.5]), {"area_cm2": 2.0}, {"runs_dir": runs})
+    assert [r.status for r in results] == [FAILURE, OK]
+    assert results[0].reason == "solver exited with status 3"
+    assert results[1].values["gradient_mmhg"] == 4.0 * 2.5**2 and results[1].reason == ""
+
 
 def _alive(pid: int) -> bool:
     try:
