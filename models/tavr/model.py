@@ -81,7 +81,17 @@ _PER_ROW_SETTINGS = (
     "mitral_resistance_mmhg_s_ml",
     "unstressed_volume_ml",
 )
-_DEVICE_KEYS = ("family", "size_mm", "eoa_scale", "loss_coefficient", "eoa_cm2", "label")
+#: Keys the engine adds to every model's settings (ignored here).
+_ENGINE_KEYS = ("arm", "runs_dir")
+_DEVICE_KEYS = (
+    "family",
+    "size_mm",
+    "eoa_scale",
+    "loss_coefficient",
+    "eoa_cm2",
+    "label",
+    *_PER_ROW_SETTINGS,
+)
 
 
 class TAVRSettingsError(ValueError):
@@ -89,12 +99,12 @@ class TAVRSettingsError(ValueError):
 
 
 def _settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS) - set(_ENGINE_KEYS))
     if unknown:
         raise TAVRSettingsError(
             f"TAVR settings keys {unknown} are unknown; allowed keys: {sorted(DEFAULT_SETTINGS)}"
         )
-    out = {**DEFAULT_SETTINGS, **settings}
+    out = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if k not in _ENGINE_KEYS}}
     for key, allowed in _CHOICES.items():
         if out[key] not in allowed:
             raise TAVRSettingsError(
@@ -433,6 +443,9 @@ class TAVRModel(Model):
         Explicit EOA (cm²) replacing the table (a novel design).
     label : str, optional
         Free text, ignored by the model.
+    aorta_diameter_mm, blood_density_kg_m3, … : float or ndarray (n,), optional
+        Any per-row setting (``_PER_ROW_SETTINGS``) may also be given with the device, where
+        the engine puts uncertain parameters sampled per row; it overrides the setting.
 
     Settings
     --------
@@ -529,6 +542,9 @@ class TAVRModel(Model):
             For an unknown device/settings key or value (configuration errors, not patients).
         """
         s = _settings(settings)
+        # Per-patient physical parameters may come with the device (the engine routes UQ
+        # samples there); they override the settings' values.
+        s.update({k: device[k] for k in _PER_ROW_SETTINGS if k in device})
         n = np.asarray(patients["heart_rate_bpm"]).shape[0]
         eoa, loss, size, off = _device_eoa(device, patients, n, s["out_of_chart"])
         if s["personalise_valve"] == "device":
