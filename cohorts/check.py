@@ -536,7 +536,8 @@ def plot_check(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset, path: s
                     ax.axvline(t.value, color="k", ls="--", lw=1.0, label="target mean")
             ax.set_ylabel("density")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel(units)
+        if var is None or not var.is_categorical:
+            ax.set_xlabel(units)
         ax.legend(fontsize=7)
     data = {n: np.asarray(ds[n].values) for n in names}
     for ax, (block, lvl) in zip(axes[len(names) :], blocks, strict=False):

@@ -228,9 +228,19 @@ def _key(path) -> str:
 
 
 def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """Most specific error inside oneOf/anyOf/if-then, by path depth."""
+    """Most specific error inside oneOf/if-then, by path depth.
+
+    The schema's ``oneOf`` alternatives are always (0) a direct value - a distribution with a
+    ``type`` or a matrix as a list - and (1) a mapping by level; report the errors of the
+    alternative the author evidently meant.
+    """
+    context = list(error.context or ())
+    if error.validator == "oneOf" and context:
+        inst = error.instance
+        meant = 0 if isinstance(inst, list) or (isinstance(inst, dict) and "type" in inst) else 1
+        context = [e for e in context if e.relative_schema_path[0] == meant] or context
     best = error
-    for sub in error.context or ():
+    for sub in context:
         cand = _deepest(sub)
         if len(cand.absolute_path) > len(best.absolute_path) or (
             len(cand.absolute_path) == len(best.absolute_path) and best.validator == "oneOf"

@@ -241,6 +241,16 @@ BAD_SPECS = {
         "variables.x.distribution.sd",
         r"-2.0 is out of range; allowed: > 0",
     ),
+    "negative_sd_in_level": (
+        lambda r: r["variables"]["y"]["distribution"]["a"].update({"sd": -1}),
+        "variables.y.distribution.a.sd",
+        r"-1 is out of range; allowed: > 0",
+    ),
+    "missing_parameter": (
+        lambda r: r["variables"]["x"]["distribution"].pop("mean"),
+        "variables.x.distribution",
+        r"'mean' is a required property",
+    ),
     "probabilities": (
         lambda r: r["variables"]["group"]["distribution"].update({"probabilities": [0.4, 0.5]}),
         "variables.group.distribution.probabilities",
