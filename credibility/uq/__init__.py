@@ -367,11 +367,19 @@ def trial_outcome(
     ds = xr.concat(
         per_output, dim="output", join="outer", data_vars="all", coords="minimal", compat="override"
     )
+    pct = f"{level:.0%}"
+    long = {
+        "proportion": "proportion of patients with the event (mean over parameter samples)",
+        "lower": f"lower end of the {pct} interval (parameter and sampling uncertainty)",
+        "upper": f"upper end of the {pct} interval (parameter and sampling uncertainty)",
+        "parameter_lower": f"lower end of the {pct} interval (parameter uncertainty only)",
+        "parameter_upper": f"upper end of the {pct} interval (parameter uncertainty only)",
+        "sampling_lower": f"lower end of the {pct} interval (patient sampling only)",
+        "sampling_upper": f"upper end of the {pct} interval (patient sampling only)",
+        "proportion_samples": "proportion of patients with the event, per parameter sample",
+    }
     for k in ds.data_vars:
-        ds[k].attrs = {
-            "long_name": f"{k.replace('_', ' ')} of patients with the event",
-            "units": "1",
-        }
+        ds[k].attrs = {"long_name": long[k], "units": "1"}
     ds.attrs = {
         "method": "parameter samples x patient bootstrap (pooled)",
         "level": level,
