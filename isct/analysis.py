@@ -10,8 +10,8 @@ is not recomputed.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import xarray as xr
 
 from models import get_model
 
+from .config import model_of
 from .engine import simulate
 from .errors import ConfigError
 
@@ -29,9 +30,9 @@ __all__ = ["EngineEvaluator", "float_endpoints"]
 log = logging.getLogger("isct.analysis")
 
 
-def float_endpoints(model_name: str, endpoints: Sequence[str]) -> list[str]:
+def float_endpoints(model: Any, endpoints: Sequence[str]) -> list[str]:
     """The continuous (float, per-patient scalar) endpoints among ``endpoints``."""
-    model = get_model(model_name)
+    model = get_model(model)
     return [
         e
         for e in endpoints
@@ -46,8 +47,8 @@ class EngineEvaluator:
     ----------
     cohort : xarray.Dataset
         The patients every parameter row is evaluated for (dim ``patient``).
-    model : str
-        Registry name or import string.
+    model : str, type or Model
+        Registry name, import string, class or instance.
     arms : list of dict
         Arms as for :func:`isct.engine.simulate`.
     parameters : sequence of str
@@ -65,7 +66,7 @@ class EngineEvaluator:
     def __init__(
         self,
         cohort: xr.Dataset,
-        model: str,
+        model: Any,
         arms: list[dict],
         parameters: Sequence[str],
         outputs: Sequence[str],
@@ -263,9 +264,9 @@ def run_uq(
         return None
     problem = problem_from_config(ucfg, source="trial config: uncertainty")
     subset = _subset(cohort, ucfg["patients"])
-    model = config["model"]["name"]
+    model = model_of(config)
     endpoints = float_endpoints(model, config["endpoints"])
-    if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in get_model(model).outputs:
+    if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in model.outputs:
         endpoints.append("eoai_cm2_m2")
     arms = arms_of(config)
     evaluator = EngineEvaluator(
@@ -293,7 +294,7 @@ def run_uq(
         weights=weights,
     )
     ds = ds.assign_coords(arm=[a["name"] for a in arms], patient=subset["patient"].values)
-    ds.attrs["units"] = {e: get_model(model).outputs[e].units for e in endpoints}
+    ds.attrs["units"] = {e: model.outputs[e].units for e in endpoints}
     _clean_attrs(ds).to_zarr(store, mode="w", consolidated=False)
     plot_prediction_intervals(ds, figure)
     result = {
@@ -352,7 +353,7 @@ def run_sensitivity(
     from .stages import arms_of, write_json
 
     scfg = config["sensitivity"]
-    model = config["model"]["name"]
+    model = model_of(config)
     endpoints = float_endpoints(model, config["endpoints"])
     seed = config["trial"]["seed"]
     result: dict[str, Any] = {"enabled": bool(scfg["enabled"]), "store": str(store)}

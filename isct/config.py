@@ -17,7 +17,14 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["REPO_ROOT", "SCHEMA_PATH", "load_config", "resolve_path", "validate_config"]
+__all__ = [
+    "REPO_ROOT",
+    "SCHEMA_PATH",
+    "load_config",
+    "model_of",
+    "resolve_path",
+    "validate_config",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -127,7 +134,7 @@ def resolve_path(path: str | os.PathLike) -> Path:
 
 
 def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
-    from models import ModelNotFoundError, get_model
+    from models import ModelNotFoundError
 
     files = {
         "cohort.population": config["cohort"]["population"],
@@ -139,9 +146,12 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         if path is not None and not resolve_path(path).is_file():
             yield f"{source}: key '{key}' names {path!r}, which does not exist (paths are relative to the repository root, where the trial runs)"
     try:
-        model = get_model(config["model"]["name"])
+        model = model_of(config, source=source)
     except (ModelNotFoundError, TypeError) as err:
         yield f"{source}: key 'model.name': {err}"
+        return
+    except ValueError as err:  # the model's own check of its options names the key
+        yield f"{source}: key 'model.options': {err}"
         return
     endpoints = config.get("endpoints", [])
     unknown = [e for e in endpoints if e not in model.outputs]
@@ -151,6 +161,18 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         yield f"{source}: key 'arms' repeats names {dupes}; arm names must be unique"
+
+
+def model_of(config: Mapping[str, Any], *, source: str = "<config>"):
+    """The model instance a trial config names, built with its ``model.options``."""
+    from models import get_model
+
+    name = config["model"]["name"]
+    options = dict(config["model"].get("options") or {})
+    if name == "external":
+        options.setdefault("source", source)
+        options.setdefault("base_dir", str(REPO_ROOT))
+    return get_model(name, **options)
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .config import resolve_path, validate_config
+from .config import model_of, resolve_path, validate_config
 from .engine import expand_arms, simulate
 
 __all__ = ["run_cohort", "run_simulate", "setup_logging", "trial_config"]
@@ -80,7 +80,7 @@ def run_simulate(config: dict, *, cohort: str, store: str, summary: str) -> xr.D
     """Simulation stage: every patient × arm through the model on Dask into ``store``."""
     ds = simulate(
         cohort,
-        config["model"]["name"],
+        model_of(config),
         arms_of(config),
         store,
         batch_size=config["simulation"]["batch_size"],

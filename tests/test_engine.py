@@ -310,3 +310,59 @@ def test_whole_run_sigkilled_then_resumed(cohort_store, tmp_path):
             cohort_store, "orifice", ARMS, tmp_path / "ref.zarr", client=cl, batch_size=10
         )
     assert_same(resumed, reference)
+
+
+def test_external_solver_hangs_for_one_patient(client, tmp_path):
+    """An external executable per patient through the engine: one hangs, the trial completes."""
+    from models.external import ExternalSolverModel
+
+    solvers = Path(__file__).parent / "data" / "solvers"
+    model = ExternalSolverModel.from_config(
+        {
+            "name": "bernoulli",
+            "version": "1",
+            "executable": "{python}",
+            "args": [
+                str(solvers / "bernoulli.py"),
+                "{input}",
+                "{output}",
+                "--patient",
+                "{patient}",
+                "--hang",
+                "5",
+            ],
+            "input_files": {"input.json": {"template_file": str(solvers / "input.json.j2")}},
+            "output_file": "output.json",
+            "inputs": {
+                "velocity_m_s": {
+                    "units": "m s-1",
+                    "description": "jet velocity",
+                    "bounds": [0.0, 8.0],
+                }
+            },
+            "outputs": {"gradient_mmhg": {"units": "mmHg", "description": "4 v^2"}},
+            "timeout_s": 2.0,
+            "concurrency": 4,
+        },
+        source="test",
+    )
+    velocity = np.linspace(1.0, 4.0, 12)
+    cohort = xr.Dataset({"velocity_m_s": ("patient", velocity)}, coords={"patient": np.arange(12)})
+    out = tmp_path / "trial" / "outcomes.zarr"
+    ds = simulate(
+        cohort,
+        model,
+        [{"name": "tavi", "device": {"area_cm2": 1.5}}],
+        out,
+        client=client,
+        batch_size=6,
+    )
+    status = ds["status"].values[0]
+    assert status[5] == STATUS["timeout"]
+    others = np.delete(np.arange(12), 5)
+    assert (status[others] == STATUS["ok"]).all()
+    np.testing.assert_array_equal(
+        ds["gradient_mmhg"].values[0, others], 4.0 * velocity[others] ** 2
+    )
+    kept = sorted(p.name for p in (tmp_path / "trial" / "runs" / "tavi").iterdir())
+    assert kept == ["patient-000005"]  # logs are kept for the failed run only
