@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 __all__ = [
     "STATUS_COLOURS",
@@ -146,6 +147,8 @@ def validation_forest(table: pd.DataFrame) -> Figure:
     ax.plot(np.ones_like(y, dtype=float), y - 0.15, "s", color="#333333", label="comparator")
     ax.axvline(1.0, color="#999999", lw=0.8, ls="--")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yticks(y, t["id"].astype(str).tolist(), fontsize="small")
     ax.set_xlabel("value / comparator value (log scale)")
     ax.legend(fontsize="small", loc="lower right")

@@ -510,6 +510,10 @@ def _uq_n_inputs(uq: xr.Dataset) -> int | None:
     for key in ("inputs", "uncertain_inputs"):
         if key in uq.attrs:
             return len(np.atleast_1d(uq.attrs[key]))
+    problem = uq.attrs.get("problem")
+    if isinstance(problem, str) and "~" in problem:
+        # credibility.uq records the problem as "name~dist(...); name~dist(...)"
+        return sum("~" in part for part in problem.split(";"))
     for dim in ("input", "parameter", "inputs", "parameters"):
         if dim in uq.sizes:
             return int(uq.sizes[dim])
@@ -538,7 +542,7 @@ def collect_evidence(
     ``applicability.*`` (:func:`~credibility.validation.applicability_summary`),
     ``simulation.*`` (:func:`outcome_evidence`), ``model_card.n_assumptions`` /
     ``n_limitations`` / ``n_references``, ``uq.n_uncertain_inputs`` (from the UQ Dataset's
-    ``n_inputs``/``inputs`` attrs or an ``input``/``parameter`` dim),
+    ``n_inputs``/``inputs``/``problem`` attrs or an ``input``/``parameter`` dim),
     ``provenance.hash_mismatches``, ``reproducibility.resimulation_match``. ``extra`` is
     merged last (nested dicts are merged key by key).
 
@@ -613,6 +617,22 @@ def _table(df: pd.DataFrame | None, *, table_id: str | None = None, index: bool 
     return html
 
 
+def _by_arm_wide(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` combination, one ``"estimate (low–high)"`` and ``n`` column per arm."""
+    est = [
+        "—" if not np.isfinite(e) else f"{e:.4g} ({lo:.4g}–{hi:.4g})"
+        for e, lo, hi in zip(df["estimate"], df["ci_low"], df["ci_high"], strict=True)
+    ]
+    long = df.assign(value=est)
+    wide = long.pivot_table(
+        index=keys, columns="arm", values=["value", "n"], aggfunc="first", sort=False
+    )
+    arms = list(dict.fromkeys(df["arm"]))
+    wide = wide.reindex(columns=[(v, a) for a in arms for v in ("n", "value")])
+    wide.columns = [f"{a}: n" if v == "n" else f"{a}: estimate (CI)" for v, a in wide.columns]
+    return wide.reset_index()
+
+
 def _kv_table(items: Mapping[str, Any], *, table_id: str | None = None) -> str:
     if not items:
         return ""
@@ -632,6 +652,14 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], di
             tables[key] = v
         elif isinstance(v, list) and v and all(isinstance(i, Mapping) for i in v):
             tables[key] = pd.DataFrame(v)
+        elif (
+            isinstance(v, Mapping)
+            and v
+            and all(isinstance(i, Mapping) for i in v.values())
+            and all(not isinstance(x, Mapping) for i in v.values() for x in i.values())
+        ):
+            # {name: {column: scalar}}, e.g. per-endpoint verification results
+            tables[key] = pd.DataFrame.from_dict(dict(v), orient="index")
         elif isinstance(v, Mapping):
             s, t = _flatten(v, f"{key}.")
             scalars.update(s)
@@ -924,7 +952,14 @@ def build_context(
                 validation[["id", "citation", "note"]].drop_duplicates(),
                 table_id="validation-sources",
             ),
-            "summary": _kv_table(validation_summary(validation)),
+            "summary": _kv_table(
+                validation_summary(
+                    validation,
+                    [q.get("name") for q in (plan.get("quantities_of_interest") or [])]
+                    if plan
+                    else None,
+                )
+            ),
         }
         add_fig(
             "validation",
@@ -938,8 +973,14 @@ def build_context(
                 "taken as 0, which makes the V&V 20 verdict strict."
             )
     if applicability is not None and len(applicability):
+        app_cols = [c for c in applicability.columns if c != "citation"]
         ctx["applicability"] = {
-            "table": _table(applicability, table_id="applicability-table"),
+            "table": _table(applicability[app_cols], table_id="applicability-table"),
+            "sources": _table(
+                applicability[["characteristic", "citation"]]
+                if "citation" in applicability
+                else None
+            ),
             "summary": _kv_table(applicability_summary(applicability)),
         }
 
@@ -957,7 +998,15 @@ def build_context(
         diffs = arm_differences(outcomes, cohort, endpoints=endpoints, conf=conf)
         eps = _endpoints(outcomes, endpoints)
         counts, failing = failure_table(outcomes)
+        qoi = [q.get("name") for q in (plan.get("quantities_of_interest") or [])] if plan else []
+        head_eps = [e for e in qoi if e in eps] or eps[:2]
+        head_eps += ["ppm_severe"] if "ppm_class" in outcomes else []
+        headline = by_arm[by_arm["endpoint"].isin(head_eps)]
         ctx["results"] = {
+            "headline": _table(
+                _by_arm_wide(headline, ["endpoint", "unit"]) if len(headline) else None,
+                table_id="headline",
+            ),
             "by_arm": _table(by_arm, table_id="results-by-arm"),
             "differences": _table(diffs, table_id="arm-differences"),
             "n_patients": int(outcomes.sizes["patient"]),
@@ -976,7 +1025,14 @@ def build_context(
             )
         if cohort is not None:
             sub = subgroup_table(cohort, outcomes, conf=conf)
-            ctx["subgroups"] = {"table": _table(sub, table_id="subgroup-table")}
+            ctx["subgroups"] = {
+                "table": _table(
+                    _by_arm_wide(sub, ["subgroup", "level", "endpoint", "unit"])
+                    if len(sub)
+                    else sub,
+                    table_id="subgroup-table",
+                )
+            }
             if len(sub):
                 ep = sub["endpoint"].iloc[0]
                 add_fig(

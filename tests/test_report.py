@@ -419,3 +419,27 @@ def test_goal_table_region_shows_status_per_factor(tmp_path):
     column = [c for c in chips if column_x <= c[1] < column_x + 20]
     assert len(column) >= 10, chips
     assert [c[2] for c in column] == expected[: len(column)]
+
+
+def test_uq_inputs_and_nested_verification_tables(tmp_path):
+    import xarray as xr
+
+    uq = xr.Dataset(
+        {"mean": (("output",), [10.0, 1.5])},
+        coords={"output": ["mean_gradient_mmhg", "eoa_cm2"]},
+        attrs={"problem": "eoa_scale~normal(mu=1, sigma=0.1); sv~uniform(a=0.9, b=1.1)"},
+    )
+    assert collect_evidence(uq=uq)["uq"] == {"n_uncertain_inputs": 2}
+    assert collect_evidence(uq=uq.assign_attrs(problem=""))["uq"] == {}
+    verification = {
+        "refinement": 2.0,
+        "endpoints": {
+            "mean_gradient_mmhg": {"units": "mmHg", "gci_fine_max": 0.012},
+            "eoa_cm2": {"units": "cm2", "gci_fine_max": 0.004},
+        },
+    }
+    ctx = build_context(trial={"name": "t"}, verification=verification, uq=uq)
+    html = render_report(tmp_path / "r.html", context=ctx).read_text()
+    body = html.split('<section id="verification">')[1].split("</section>")[0]
+    assert "<h3>endpoints</h3>" in body and "gci_fine_max" in body and "0.012" in body
+    assert "refinement" in body

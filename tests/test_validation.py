@@ -14,6 +14,7 @@ from credibility.validation import (
     ComparatorError,
     ValidationError,
     applicability,
+    applicability_summary,
     area_metric,
     comparison_error,
     load_comparators,
@@ -343,3 +344,23 @@ def test_population_file_errors(tmp_path):
     p.write_text("population,variable,mean,citation\nx,age_yr,70,\n")
     with pytest.raises(ComparatorError, match="column 'citation' is empty"):
         load_populations(p)
+
+
+def test_validation_and_applicability_summaries(trial):
+    cohort, outcomes = trial
+    table = validate(outcomes, load_comparators(TAVR_CSV), cohort)
+    s = validation_summary(
+        table, ["mean_gradient_mmhg", "eoa_cm2", "ppm_class", "stroke_volume_ml"]
+    )
+    # 8 (arm, size) strata from the size tables + 2 arm-level strata + pooled
+    assert s["n_strata"] == 11
+    assert s["qoi_coverage"] == 0.75
+    assert s["fraction_consistent"] == pytest.approx((table["verdict"] == "consistent").mean())
+    assert s["fraction_with_u_D"] == 0.0  # the reference notes give no spreads
+    assert np.isnan(validation_summary(table)["qoi_coverage"])
+    app = applicability(cohort, load_populations(POP_CSV)["severe_as"], on_missing="skip")
+    a = applicability_summary(app)
+    assessed = app[app["note"] == ""]
+    assert a["max_abs_smd"] == pytest.approx(assessed["smd"].abs().max())
+    assert a["min_fraction_within"] == pytest.approx(assessed["fraction_within"].min())
+    assert a["n_not_in_cohort"] == 5
