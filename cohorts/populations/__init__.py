@@ -1,0 +1,1 @@
+"""Population specs shipped with isct (YAML data files; a package so that they are installed)."""
