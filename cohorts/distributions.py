@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["DISTRIBUTION_TYPES", "Marginal", "make_marginal"]
+__all__ = ["DISTRIBUTION_TYPES", "Marginal", "MarginalError", "make_marginal"]
 
 DISTRIBUTION_TYPES = (
     "normal",

@@ -31,6 +31,7 @@ __all__ = [
     "MIN_ACCEPTANCE",
     "PILOT_DRAWS",
     "RANDOM_STREAM",
+    "check_acceptance",
     "sample",
     "write_cohort",
 ]
@@ -55,7 +56,7 @@ def _spec(spec: PopulationSpec | str | Path | Mapping[str, Any]) -> PopulationSp
     return spec if isinstance(spec, PopulationSpec) else load_spec(spec)
 
 
-def _check_range(spec: PopulationSpec, n: int, start: int, seed: int) -> None:
+def _check_range(n: int, start: int, seed: int) -> None:
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     if int(start) != start or start < 0:
@@ -138,15 +139,12 @@ def _criteria_mask(spec: PopulationSpec, values: Mapping[str, np.ndarray], n: in
 
 
 def _oversample_factor(spec: PopulationSpec, values: Mapping[str, np.ndarray], n: int):
-    factor = np.ones(n)
-    member = np.zeros(n, dtype=bool)
+    """Largest factor of the oversampled subgroups each patient belongs to (1 outside)."""
+    factor = np.full(n, np.nan)
     for o in spec.oversample:
         hit = np.broadcast_to(np.asarray(o.func(values), dtype=bool), (n,))
-        factor = np.where(
-            hit & ~member, o.factor, np.where(hit, np.maximum(factor, o.factor), factor)
-        )
-        member |= hit
-    return factor
+        factor = np.where(hit, np.fmax(factor, o.factor), factor)
+    return np.where(np.isnan(factor), 1.0, factor)
 
 
 def _max_factor(spec: PopulationSpec) -> float:
@@ -241,10 +239,6 @@ def _generate(spec: PopulationSpec, seed: int, index: np.ndarray):
     return out, keys, weight, draws, passed
 
 
-def _attrs_number(x: float) -> float:
-    return float(x) if np.isfinite(x) else float("nan")
-
-
 def _dataset(spec, seed, index, values, keys, weight, draws, passed) -> xr.Dataset:
     data_vars = {}
     for name, var in spec.variables.items():
@@ -297,8 +291,8 @@ def _dataset(spec, seed, index, values, keys, weight, draws, passed) -> xr.Datas
         "first_patient": int(index[0]) if n else 0,
         "n_draws": int(draws),
         "n_draws_meeting_criteria": int(passed),
-        "acceptance_rate": _attrs_number(n / draws) if draws else 1.0,
-        "criteria_acceptance_rate": _attrs_number(passed / draws) if draws else 1.0,
+        "acceptance_rate": n / draws if draws else 1.0,
+        "criteria_acceptance_rate": passed / draws if draws else 1.0,
         "criteria": " ; ".join(f"{c.kind}: {c.expr}" for c in spec.criteria) or "none",
         "random_stream": RANDOM_STREAM,
         "Conventions": "CF-1.10",
@@ -359,7 +353,7 @@ def sample(
     4
     """
     spec = _spec(spec)
-    _check_range(spec, n, start, seed)
+    _check_range(n, start, seed)
     check_acceptance(spec, seed)
     return _sample(spec, int(n), seed=int(seed), start=int(start))
 
@@ -409,7 +403,7 @@ def write_cohort(
         The criteria accept fewer than 1 % of draws.
     """
     spec = _spec(spec)
-    _check_range(spec, n, 0, seed)
+    _check_range(n, 0, seed)
     if n < 1:
         raise ValueError(f"n must be at least 1 to write a cohort, got {n}")
     if batch_size is None:
