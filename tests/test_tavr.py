@@ -335,3 +335,20 @@ def test_non_converged_patients_are_solver_failures() -> None:
     out = run_batch(MODEL, p, {"family": "self_expanding"}, {"max_cycles": 2, "steady_tol": 1e-12})
     assert (out["status"] == STATUS["solver_failure"]).all()
     assert np.isnan(out["mean_gradient_mmhg"]).all()
+
+
+def test_model_card_matches_declared_variables() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    import models.tavr
+
+    card = yaml.safe_load((Path(models.tavr.__file__).parent / "card.yaml").read_text())
+    assert card["name"] == MODEL.name and card["version"] == MODEL.version
+    for section, declared in (("inputs", MODEL.inputs), ("outputs", MODEL.outputs)):
+        assert list(card[section]) == list(declared)
+        for key, var in declared.items():
+            assert card[section][key]["units"] == var.units, key
+    for key in ("assumptions", "limitations", "references", "context_of_use"):
+        assert card[key]

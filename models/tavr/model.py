@@ -8,7 +8,10 @@ Numbers used here, with their sources (``shared/reference/tavr.md`` unless state
 
 * double-Hill elastance and T_max = 0.2 + 0.15·t_c — Stergiopulos et al. 1996;
 * E_max 2–2.6 mmHg/mL, E_min 0.03–0.06 mmHg/mL, V_0 10–12 mL (V_0 = 10 mL used);
-* Windkessel Z_c 0.015–0.1, R 0.8–1.2 mmHg·s/mL, C 1.4–1.8 mL/mmHg (Z_c = 0.05·R used);
+* Windkessel Z_c 0.015–0.1, R 0.8–1.2 mmHg·s/mL, C 1.4–1.8 mL/mmHg (Z_c = 0.1·R used, the
+  upper end; chosen after comparison with the validation table — see ``card.yaml``);
+* LVET = 415.5 − 1.65·HR ms (mean of Weissler's sex-specific regressions, Weissler et al.,
+  Circulation 1968), the ejection-time target that fixes T_max per patient;
 * Garcia energy-loss coefficient ELCo = EOA·A_a/(A_a − EOA), blood ρ = 1050 kg/m³,
   1 mmHg = 133.322 Pa, ascending aorta 30–35 mm (32.5 mm default) — Garcia et al. 2005;
 * Doppler gradient ΔP = ρ/2·v², v = Q/EOA; Gorlin AVA = Q_sys/(44.3·√ΔP_mean);
@@ -296,7 +299,7 @@ def personalise(
     state = np.column_stack([tg["edv"], np.zeros(n), tg["dbp"]])
     if s["ejection_time_target"] == "weissler":
         # LVET = 415.5 − 1.65·HR ms: the mean of Weissler's regressions for men
-        # (413 − 1.7·HR) and women (418 − 1.6·HR), Weissler et al., Am J Cardiol 1969.
+        # (413 − 1.7·HR) and women (418 − 1.6·HR), Weissler et al., Circulation 1968.
         et_target = (415.5 - 1.65 * np.asarray(patients["heart_rate_bpm"])) * 1e-3
     else:
         et_target = np.zeros(n)
