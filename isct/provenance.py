@@ -56,7 +56,6 @@ PACKAGES = (
 _IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 _IGNORED_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ipynb_checkpoints"})
 _IGNORED_SUFFIXES = (".pyc", ".pyo")
-_CHUNK = 1 << 20
 
 
 class ManifestError(RuntimeError):
@@ -90,11 +89,8 @@ class Mismatch:
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _walk(root: Path, exclude: frozenset[Path]) -> Iterator[Path]:
