@@ -38,10 +38,20 @@ __all__ = [
     "grid_convergence_index",
     "matched_patients",
     "observed_order",
+    "ppm_rates",
     "proportion_interval",
     "time_step_study",
+    "validation_table",
     "windkessel_exact",
 ]
+
+#: Published PPM rates (shared/reference/tavr.md): Bern TAVR registry (measured EOA) and
+#: PARTNER 3 (SAPIEN 3, low risk, severe PPM at 30 days).
+PPM_COMPARATORS: tuple[dict[str, Any], ...] = (
+    {"source": "Bern TAVR registry", "family": "any", "class": "moderate", "rate": 0.27},
+    {"source": "Bern TAVR registry", "family": "any", "class": "severe", "rate": 0.087},
+    {"source": "PARTNER 3", "family": "balloon_expandable", "class": "severe", "rate": 0.046},
+)
 
 #: Scalar float endpoints of :class:`TAVRModel` (the quantities a verification study covers).
 ENDPOINTS: tuple[str, ...] = tuple(
@@ -365,6 +375,101 @@ def matched_patients(
         "annulus_area_mm2": area,
         "annulus_perimeter_mm": perimeter,
     }
+
+
+def validation_table(settings: Mapping[str, Any] | None = None, n: int = 5) -> list[dict[str, Any]]:
+    """Predicted vs published mean gradient and EOA for every row of the reference table.
+
+    Parameters
+    ----------
+    settings : mapping, optional
+        Model settings.
+    n : int
+        Matched patients per row (:func:`matched_patients`).
+
+    Returns
+    -------
+    list of dict
+        One record per family × size: published ``eoa_cm2`` and ``mean_gradient_mmhg``, the
+        matched set's mean predicted gradient, Gorlin and continuity EOA, stroke volume, and
+        the differences (model − published).
+    """
+    model = TAVRModel()
+    rows = []
+    for fam in FAMILIES.values():
+        for size, eoa, grad in zip(fam.sizes_mm, fam.eoa_cm2, fam.mean_gradient_mmhg, strict=True):
+            p = matched_patients(fam.name, size, n)
+            out = model.simulate(p, {"family": fam.name, "size_mm": size}, dict(settings or {}))
+            g = float(np.mean(out["mean_gradient_mmhg"]))
+            gorlin = float(np.mean(out["eoa_gorlin_cm2"]))
+            rows.append(
+                {
+                    "family": fam.name,
+                    "size_mm": size,
+                    "published_mean_gradient_mmhg": grad,
+                    "model_mean_gradient_mmhg": g,
+                    "gradient_difference_mmhg": g - grad,
+                    "published_eoa_cm2": eoa,
+                    "model_eoa_gorlin_cm2": gorlin,
+                    "gorlin_difference_cm2": gorlin - eoa,
+                    "model_eoa_continuity_cm2": float(np.mean(out["eoa_continuity_cm2"])),
+                    "model_stroke_volume_ml": float(np.mean(out["stroke_volume_ml"])),
+                    "all_ok": bool((out["status"] == 0).all()),
+                }
+            )
+    return rows
+
+
+def ppm_rates(
+    ppm_class: np.ndarray,
+    status: np.ndarray,
+    family: str,
+    confidence: float = 0.95,
+) -> list[dict[str, Any]]:
+    """Moderate and severe PPM rates of one arm with exact intervals, beside the comparators.
+
+    Parameters
+    ----------
+    ppm_class : ndarray of int8
+        Model output ``ppm_class`` (0 none, 1 moderate, 2 severe).
+    status : ndarray of int8
+        Model status; only ``ok`` (0) rows count.
+    family : str
+        The arm's valve family (selects the family-specific comparators).
+    confidence : float
+        Level of the Clopper–Pearson intervals.
+
+    Returns
+    -------
+    list of dict
+        Per class: ``rate``, ``low``, ``high``, ``n`` and the published comparators
+        (:data:`PPM_COMPARATORS`) for that class, each with ``inside`` (published value in the
+        interval).
+    """
+    ok = np.asarray(status) == 0
+    cls = np.asarray(ppm_class)[ok]
+    out = []
+    for label, code in (("moderate", 1), ("severe", 2)):
+        rate, low, high = proportion_interval(
+            float((cls == code).sum()), float(ok.sum()), confidence
+        )
+        comps = [
+            {"source": c["source"], "rate": c["rate"], "inside": bool(low <= c["rate"] <= high)}
+            for c in PPM_COMPARATORS
+            if c["class"] == label and c["family"] in ("any", family)
+        ]
+        out.append(
+            {
+                "family": family,
+                "class": label,
+                "rate": rate,
+                "low": low,
+                "high": high,
+                "n": int(ok.sum()),
+                "comparators": comps,
+            }
+        )
+    return out
 
 
 def proportion_interval(
