@@ -259,13 +259,21 @@ def arm_differences(
     w = _weights(outcomes, cohort)
     ok = outcomes["status"].transpose("arm", "patient").values == 0
     i_ref = arms.index(reference)
+    values = {
+        e: np.asarray(outcomes[e].transpose("arm", "patient").values, dtype=float) for e in eps
+    }
+    cls_all = (
+        outcomes["ppm_class"].transpose("arm", "patient").values
+        if "ppm_class" in outcomes
+        else None
+    )
     rows = []
     for i, arm in enumerate(arms):
         if i == i_ref:
             continue
         both = ok[i] & ok[i_ref]
         for name in eps:
-            x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
+            x = values[name]
             r = _mean_ci(x[i] - x[i_ref], w, both, conf)
             rows.append(
                 {
@@ -275,8 +283,8 @@ def arm_differences(
                     **{k: r[k][0] for k in ("n", "estimate", "ci_low", "ci_high")},
                 }
             )
-        if "ppm_class" in outcomes:
-            cls = outcomes["ppm_class"].transpose("arm", "patient").values
+        if cls_all is not None:
+            cls = cls_all
             valid = both & (cls[i] >= 0) & (cls[i_ref] >= 0)
             d = (cls[i] == 2).astype(float) - (cls[i_ref] == 2).astype(float)
             r = _mean_ci(d, w, valid, conf)
@@ -367,6 +375,9 @@ def subgroup_table(
         else None
     )
     frames = []
+    values = {  # read each endpoint once (outcomes may be a lazily opened store)
+        ep: np.asarray(outcomes[ep].transpose("arm", "patient").values, dtype=float) for ep in eps
+    }
     for name, level, levels in _subgroup_codes(cohort):
         present = [lv for lv in levels if (level == lv).any()]
         in_level = np.stack([level == lv for lv in present])  # (levels, patient)
@@ -374,8 +385,7 @@ def subgroup_table(
             mask = in_level & ok[i]
             base = {"subgroup": name, "level": present, "arm": arm}
             for ep in eps:
-                x = np.asarray(outcomes[ep].transpose("arm", "patient").values[i], dtype=float)
-                r = _mean_ci(x, w, mask, conf)
+                r = _mean_ci(values[ep][i], w, mask, conf)
                 frames.append(
                     pd.DataFrame(
                         {
@@ -406,6 +416,12 @@ def subgroup_table(
 
 def representation_table(cohort: xr.Dataset) -> pd.DataFrame:
     """Size of every subgroup level in the virtual cohort (unweighted and weighted shares).
+
+    Parameters
+    ----------
+    cohort : xarray.Dataset
+        Cohort with any of ``sex``, ``age_yr``, ``bmi_kg_m2``, ``annulus_area_mm2`` and
+        optionally ``sampling_weight``.
 
     Returns
     -------
@@ -438,6 +454,12 @@ def representation_table(cohort: xr.Dataset) -> pd.DataFrame:
 
 def failure_table(outcomes: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Status counts per arm and the ids of the patients whose simulation did not succeed.
+
+    Parameters
+    ----------
+    outcomes : xarray.Dataset
+        Dims ``(arm, patient)`` with int8 ``status`` (labels from its ``flag_values`` /
+        ``flag_meanings`` attributes, else ``models.STATUS`` codes).
 
     Returns
     -------
@@ -486,6 +508,11 @@ def failure_table(outcomes: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def outcome_evidence(outcomes: xr.Dataset) -> dict[str, float]:
     """Simulation-level evidence: shares of ok / invalid-input / solver-failure cells.
+
+    Parameters
+    ----------
+    outcomes : xarray.Dataset
+        Outcomes with ``status`` (0 ok, 1 invalid_input, 2 solver_failure, 3 timeout).
 
     Returns
     -------

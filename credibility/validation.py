@@ -202,8 +202,9 @@ def area_metric(
     ----------
     pred_samples : array_like
         Predicted values (e.g. one per virtual patient); NaNs are ignored.
-    obs : array_like or scipy frozen distribution or callable
-        Observed samples, or a distribution object with ``cdf``/``ppf``, or a CDF callable.
+    obs : array_like or mapping or scipy frozen distribution or callable
+        Observed samples; ``{"mean": m, "sd": s}`` for a normal observation (a published
+        mean ± SD); a distribution object with ``cdf``/``ppf``; or a CDF callable.
     pred_weights, obs_weights : array_like, optional
         Non-negative sample weights (e.g. cohort ``sampling_weight``); default equal weights.
     support : (float, float), optional
@@ -234,6 +235,12 @@ def area_metric(
     1.5958
     """
     xp, wp = _clean_samples(pred_samples, pred_weights, "pred_samples")
+    if isinstance(obs, Mapping):
+        if not {"mean", "sd"} <= set(obs) or not float(obs["sd"]) > 0:
+            raise ValidationError(
+                f"area_metric: obs mapping must have 'mean' and 'sd' > 0; got {dict(obs)!r}"
+            )
+        obs = stats.norm(float(obs["mean"]), float(obs["sd"]))
     cdf: Callable[[np.ndarray], np.ndarray] | None = None
     if hasattr(obs, "cdf"):
         cdf = obs.cdf
@@ -643,6 +650,10 @@ def validate(
     """
     if "status" not in outcomes:
         raise ValidationError("outcomes: variable 'status' is required (0 = ok)")
+    # read every needed variable once (the outcomes may be a lazily opened zarr store)
+    needed = {"status", "valve_size_mm"} | set(comparators["quantity"])
+    available = sorted(str(v) for v in outcomes.data_vars)
+    outcomes = outcomes[[v for v in outcomes.data_vars if v in needed]].load()
     arms = [str(a) for a in outcomes["arm"].values]
     weights = _weights_for(outcomes, cohort)
     u_num = dict(u_num or {})
@@ -653,7 +664,7 @@ def validate(
         q = row["quantity"]
         if q not in outcomes:
             raise ValidationError(
-                f"{where}: quantity '{q}' not in outcomes; available: {sorted(outcomes.data_vars)}"
+                f"{where}: quantity '{q}' not in outcomes; available: {available}"
             )
         arm = row["arm"]
         if arm != POOLED_ARM and arm not in arms:

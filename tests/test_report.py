@@ -443,3 +443,21 @@ def test_uq_inputs_and_nested_verification_tables(tmp_path):
     body = html.split('<section id="verification">')[1].split("</section>")[0]
     assert "<h3>endpoints</h3>" in body and "gci_fine_max" in body and "0.012" in body
     assert "refinement" in body
+
+
+def test_tables_from_lazily_opened_zarr_stores(trial, tmp_path):
+    import xarray as xr
+
+    cohort, outcomes = trial
+    outcomes.to_zarr(tmp_path / "outcomes.zarr", mode="w", consolidated=False)
+    cohort.to_zarr(tmp_path / "cohort.zarr", mode="w", consolidated=False)
+    lazy_o = xr.open_zarr(tmp_path / "outcomes.zarr", consolidated=False)
+    lazy_c = xr.open_zarr(tmp_path / "cohort.zarr", consolidated=False)
+    eager = results_by_arm(outcomes, cohort)
+    lazy = results_by_arm(lazy_o, lazy_c)
+    np.testing.assert_allclose(lazy["estimate"], eager["estimate"])
+    comps = load_comparators(REPO / "credibility/comparators/tavr.csv")
+    np.testing.assert_allclose(
+        validate(lazy_o, comps, lazy_c)["predicted"], validate(outcomes, comps, cohort)["predicted"]
+    )
+    assert len(subgroup_table(lazy_c, lazy_o)) == len(subgroup_table(cohort, outcomes))

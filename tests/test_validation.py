@@ -130,6 +130,10 @@ def test_area_metric_shifted_distributions_equals_shift():
     assert area_metric(pred, cdf, support=(-9, 9)) == pytest.approx(0.5, abs=2e-3)
     with pytest.raises(ValidationError, match="support"):
         area_metric(pred, cdf)
+    # a published mean ± SD as a mapping
+    assert area_metric(pred, {"mean": 0.5, "sd": 1.0}) == pytest.approx(0.5, abs=2e-3)
+    with pytest.raises(ValidationError, match="'sd' > 0"):
+        area_metric(pred, {"mean": 0.5})
 
 
 def test_area_metric_samples_matches_weighted_wasserstein():
