@@ -192,7 +192,7 @@ def time_step_study(
 ) -> dict[str, Any]:
     """Endpoints of the same personalised patients at several time steps.
 
-    The patients are personalised once (at the finest step), so the levels differ only by the
+    The patients are personalised once (with the same settings), so the levels differ only by the
     discretisation of the device run; the steady-state tolerance is tightened to 1e-9 so the
     cycle iteration does not mask the time-step error.
 
