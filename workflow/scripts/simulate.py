@@ -2,10 +2,12 @@
 
 from isct.stages import run_simulate, setup_logging, trial_config
 
-setup_logging(snakemake.log[0])  # noqa: F821
-run_simulate(
-    trial_config(snakemake.config),  # noqa: F821
-    cohort=snakemake.input.cohort,  # noqa: F821
-    store=snakemake.params.store,  # noqa: F821
-    summary=snakemake.output.summary,  # noqa: F821
-)
+# Dask worker processes re-import this file (spawn): run only in the Snakemake job itself.
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821
+    run_simulate(
+        trial_config(snakemake.config),  # noqa: F821
+        cohort=snakemake.input.cohort,  # noqa: F821
+        store=snakemake.params.store,  # noqa: F821
+        summary=snakemake.output.summary,  # noqa: F821
+    )
