@@ -783,10 +783,33 @@ def _figure_section(key: str) -> str:
         ("gci", "verification"),
         ("validation", "validation"),
         ("result", "results"),
+        ("failure", "failures"),
     ):
         if k.startswith(prefix):
             return section
     return "appendix"
+
+
+#: Titles of the report sections by HTML id (as numbered in the template).
+_SECTION_TITLES = {
+    "verification": "§4 Verification",
+    "validation": "§5 Validation",
+    "uq-sa": "§6 UQ and SA",
+    "results": "§7 Results",
+    "subgroups": "§8 Subgroups",
+    "failures": "§9 Failures",
+    "provenance": "§12 Provenance",
+}
+#: HTML section id of each figure section (the appendix lives in the provenance section).
+_SECTION_IDS = {
+    "subgroups": "subgroups",
+    "uq_sa": "uq-sa",
+    "verification": "verification",
+    "validation": "validation",
+    "results": "results",
+    "failures": "failures",
+    "appendix": "provenance",
+}
 
 
 # ------------------------------------------------------------------------------- context
@@ -914,11 +937,20 @@ def build_context(
                     "achieved": _fmt(r["achieved"]),
                     "status": r["status"],
                     "rationale": r.get("rationale", ""),
+                    "link": _SECTION_IDS[_figure_section(r["figure"])] if r.get("figure") else "",
+                    "link_title": _SECTION_TITLES[_SECTION_IDS[_figure_section(r["figure"])]]
+                    if r.get("figure")
+                    else "",
                 }
             )
         counts = assessment["status"].value_counts()
+        unmet = assessment[assessment["status"] != "pass"]
         ctx["assessment"] = {
             "rows": rows,
+            "unmet": [
+                f"{f.replace('_', ' ')} ({st})"
+                for f, st in zip(unmet["factor"], unmet["status"], strict=True)
+            ],
             "counts": {s: int(counts.get(s, 0)) for s in ("pass", "partial", "fail", "missing")},
         }
         add_fig(

@@ -277,6 +277,7 @@ def test_goal_table_follows_evidence_and_thresholds(tmp_path):
         tmp_path / "a.html", context=build_context(trial={"name": "t"}, plan=plan, evidence=ev)
     ).read_text()
     assert _dom(html).goal_status == ["pass"] * 13
+    assert "none: every credibility goal of the plan is met" in html
     ev["verification"]["gci_max_pct"] = 7.0  # partial band
     ev["validation"]["fraction_consistent"] = 0.2  # below partial band
     del ev["uq"]
@@ -288,6 +289,8 @@ def test_goal_table_follows_evidence_and_thresholds(tmp_path):
     expected[2], expected[6], expected[10] = "partial", "missing", "fail"
     assert dom.goal_status == expected
     assert dom.goal_achieved[2] == "7"
+    assert "discretization error (partial); model inputs (missing); output comparison (fail)" in html
+    assert '<a href="#verification">see §4 Verification</a>' in html
     assert "No evidence was computed for: model inputs" in html
 
 
