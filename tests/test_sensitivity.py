@@ -329,3 +329,17 @@ def test_germ_transform_round_trip(rho, seed):
     np.testing.assert_allclose(p.from_germ(p.to_germ(X)), X, rtol=1e-7, atol=1e-9)
     U = p.to_unit(X)
     assert np.all((U > 0) & (U < 1))
+
+
+def test_pce_indices_equal_chaospy_sens_on_the_same_fit():
+    import chaospy
+
+    p = ishigami_problem()
+    X = pce.sample(p, 200, seed=9)
+    y = ishigami(X)
+    ds = pce.analyze(p, X, y, seed=1, order=4, num_resamples=0)
+    germ = p.germ
+    expansion = chaospy.generate_expansion(4, germ)
+    model = chaospy.fit_regression(expansion, X.T, y)
+    np.testing.assert_allclose(ds["S1"].sel(output="y"), chaospy.Sens_m(model, germ), atol=1e-8)
+    np.testing.assert_allclose(ds["ST"].sel(output="y"), chaospy.Sens_t(model, germ), atol=1e-8)
