@@ -132,7 +132,8 @@ def main(n_kernel: int = 2000, n_lsoda: int = 20) -> None:
     print("\nvalidation (matched patients, 5 per row): model - published")
     for r in validation_table():
         print(
-            f"  {r['family']:18s} {r['size_mm']:2d} mm  gradient {r['published_mean_gradient_mmhg']:5.1f}"
+            f"  {r['family']:18s} {r['size_mm']:2d} mm"
+            f"  gradient {r['published_mean_gradient_mmhg']:5.1f}"
             f" -> {r['model_mean_gradient_mmhg']:5.2f} ({r['gradient_difference_mmhg']:+.2f})"
             f"  EOA {r['published_eoa_cm2']:.2f} -> Gorlin {r['model_eoa_gorlin_cm2']:.3f}"
             f" ({r['gorlin_difference_cm2']:+.3f})  SV {r['model_stroke_volume_ml']:.1f} mL"

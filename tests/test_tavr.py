@@ -258,7 +258,8 @@ def test_registry_and_run_batch_contract() -> None:
     p = _patients(6)
     p["lvef_pct"][0] = 95.0  # outside declared bounds
     p["dbp_mmhg"][1] = p["sbp_mmhg"][1] - 5.0  # pulse pressure < 10 mmHg
-    out = run_batch(model, p, {"family": "balloon_expandable"}, {"waveform_points": 40})
+    engine_settings = {"waveform_points": 40, "arm": "be", "runs_dir": "/tmp/runs"}
+    out = run_batch(model, p, {"family": "balloon_expandable"}, engine_settings)
     assert out["status"].tolist()[:2] == [STATUS["invalid_input"]] * 2
     assert (out["status"][2:] == STATUS["ok"]).all()
     assert set(model.outputs) <= set(out)

@@ -28,7 +28,8 @@ round-off) for any Runge–Kutta scheme — the volume-conservation test checks 
 References
 ----------
 Stergiopulos N, Meister JJ, Westerhof N. Determinants of stroke volume and systolic and
-diastolic aortic pressure. Am J Physiol 1996;270:H2050–H2059. doi:10.1152/ajpheart.1996.270.6.H2050
+diastolic aortic pressure. Am J Physiol 1996;270:H2050–H2059.
+doi:10.1152/ajpheart.1996.270.6.H2050
 Garcia D, Pibarot P, Durand LG. Analytical modeling of the instantaneous pressure gradient
 across the aortic valve. J Biomech 2005;38:1303–1311. doi:10.1016/j.jbiomech.2004.06.018
 """

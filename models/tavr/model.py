@@ -267,11 +267,11 @@ def personalise(
     Returns
     -------
     dict of str to ndarray
-        Parameters (``period_s``, ``e_max``, ``e_min``, ``v_0``, ``p_la``, ``r_mv``, ``z_c``,
-        ``r_p``, ``c_p``), the end state ``state`` (n, 3), ``sv_target``,
+        Parameters (``period_s``, ``t_max``, ``e_max``, ``e_min``, ``v_0``, ``p_la``,
+        ``r_mv``, ``z_c``, ``r_p``, ``c_p``), the end state ``state`` (n, 3), ``sv_target``,
         ``residual_pct`` = 100·(SV_model − SV_target)/SV_target, ``miss_pct`` (largest
-        relative miss of EDV, ESV, SBP, DBP, %), ``converged`` (bool), ``cycles`` and the
-        kernel ``results`` of the last fitted cycle.
+        relative miss of EDV, ESV, SBP, DBP and, if targeted, ejection time, %),
+        ``converged`` (bool), ``cycles`` and the kernel ``results`` of the last fitted cycle.
     """
     s = _settings(settings or {})
     n = np.asarray(patients["heart_rate_bpm"]).shape[0]
@@ -322,6 +322,12 @@ def personalise(
             (results[:, res["esv"]] - tg["esv"]) / tg["edv"],
             (results[:, res["sbp"]] - tg["sbp"]) / tg["sbp"],
             (results[:, res["dbp"]] - tg["dbp"]) / tg["dbp"],
+            np.where(
+                et_target > 0,
+                (results[:, res["ejection_time"]] - et_target)
+                / np.where(et_target > 0, et_target, 1),
+                0.0,
+            ),
         ]
     )
     sv_model = results[:, res["stroke_volume"]]

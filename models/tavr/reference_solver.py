@@ -53,8 +53,8 @@ def solve_patient_ivp(
     Parameters
     ----------
     params : mapping of str to float
-        ``period_s``, ``t_max``, ``e_max``, ``e_min``, ``v_0``, ``p_la``, ``r_mv``, ``z_c``, ``r_p``,
-        ``c_p`` of one patient (units as in :func:`models.tavr.kernel.simulate_batch`).
+        ``period_s``, ``t_max``, ``e_max``, ``e_min``, ``v_0``, ``p_la``, ``r_mv``, ``z_c``,
+        ``r_p``, ``c_p`` of one patient (units as in :func:`models.tavr.kernel.simulate_batch`).
     inertance, k_loss : float
         Garcia valve coefficients (mmHg·s²/mL, mmHg·s²/mL²).
     state : ndarray, shape (3,)
