@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ __all__ = [
     "Mismatch",
     "hash_path",
     "package_versions",
+    "source_path",
     "verify_hashes",
     "write_manifest",
 ]
@@ -140,6 +142,38 @@ def hash_path(path: str | Path, *, exclude: frozenset[Path] = frozenset()) -> di
             digest.update(f"{rel}\0{files[rel]}\n".encode())
         return {"kind": "dir", "sha256": digest.hexdigest(), "files": files}
     raise ManifestError(f"cannot hash '{path}': no such file or directory")
+
+
+def source_path(obj: Any) -> Path:
+    """Directory of the source files that define ``obj`` (a class, function or module).
+
+    For an object defined in a package module (``models.tavr.model.TAVRModel``) this is the
+    package directory (``models/tavr``), so that every source file of a model — kernel,
+    device tables, card — enters the manifest as one hashed directory entry.
+
+    Parameters
+    ----------
+    obj : class, function or module
+        E.g. the model class of the trial.
+
+    Returns
+    -------
+    Path
+        Directory containing the module file.
+
+    Raises
+    ------
+    ManifestError
+        If no source file can be found (built-ins, interactively defined objects).
+    """
+    module = obj if inspect.ismodule(obj) else inspect.getmodule(obj)
+    try:
+        file = inspect.getsourcefile(module) if module is not None else None
+    except TypeError:
+        file = None
+    if file is None:
+        raise ManifestError(f"no source file for {obj!r}; pass its path to write_manifest")
+    return Path(file).resolve().parent
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

@@ -14,6 +14,7 @@ import xarray as xr
 from isct.provenance import (
     ManifestError,
     hash_path,
+    source_path,
     verify_hashes,
     write_manifest,
 )
@@ -151,3 +152,12 @@ def test_errors_name_path(project, tmp_path):
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         verify_hashes(tmp_path / "bad")
+
+
+def test_source_path_of_a_class_is_its_package_directory():
+    from credibility.plan import Plan
+
+    assert source_path(Plan) == REPO / "credibility"
+    assert source_path(json) == Path(json.__file__).parent
+    with pytest.raises(ManifestError, match="no source file"):
+        source_path(len)
