@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import STATUS, get_model, run_batch
 from models.tavr import (
@@ -356,3 +358,34 @@ def test_model_card_matches_declared_variables() -> None:
             assert card[section][key]["units"] == var.units, key
     for key in ("assumptions", "limitations", "references", "context_of_use"):
         assert card[key]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    hr=st.floats(45, 110),
+    svi=st.floats(25, 55),
+    lvef=st.floats(30, 75),
+    sbp=st.floats(100, 170),
+    pulse=st.floats(30, 80),
+    eoa_scale=st.floats(0.6, 1.5),
+    family=st.sampled_from(sorted(FAMILIES)),
+)
+def test_gradient_ordering_invariants(hr, svi, lvef, sbp, pulse, eoa_scale, family) -> None:
+    """Peak > Doppler mean > net mean gradient (pressure recovery, ELCo > EOA) for any patient."""
+    p = {k: v[:1].copy() for k, v in _patients(1).items()}
+    p.update(
+        heart_rate_bpm=np.array([hr]),
+        svi_ml_m2=np.array([svi]),
+        lvef_pct=np.array([lvef]),
+        sbp_mmhg=np.array([sbp]),
+        dbp_mmhg=np.array([sbp - pulse]),
+    )
+    out = run_batch(MODEL, p, {"family": family, "eoa_scale": eoa_scale}, {})
+    if out["status"][0] != STATUS["ok"]:
+        assert np.isnan(out["mean_gradient_mmhg"][0])
+        return
+    assert out["peak_gradient_mmhg"][0] > out["mean_gradient_mmhg"][0]
+    assert out["mean_gradient_mmhg"][0] > out["net_mean_gradient_mmhg"][0] > 0
+    assert 2 <= out["cycles"][0] <= 60
+    assert out["stroke_volume_ml"][0] > 0
+    np.testing.assert_allclose(out["eoa_continuity_cm2"], out["eoa_cm2"])
