@@ -99,6 +99,8 @@ class Plan:
                 f"'{self.data['decision_consequence']}' gives {risk} (V&V 40 risk matrix)"
             )
         object.__setattr__(self, "model_risk", risk)
+        for name, factor in self.data["credibility_factors"].items():
+            _check_partial(factor, f"{self.source}: key 'credibility_factors.{name}.partial'")
 
     @property
     def factors(self) -> dict[str, dict[str, Any]]:
@@ -112,6 +114,19 @@ class Plan:
     def get(self, key: str, default: Any = None) -> Any:
         """Plan entry ``key`` or ``default``."""
         return self.data.get(key, default)
+
+
+def _check_partial(factor: Mapping[str, Any], where: str) -> None:
+    """A partial band must be looser than the goal (else 'partial' could beat 'pass')."""
+    goal, partial = factor["goal"], factor.get("partial")
+    if partial is None:
+        return
+    if "max" in goal and not ("max" in partial and partial["max"] >= goal["max"]):
+        raise PlanError(f"{where}: must have max >= the goal's max {goal['max']}")
+    if "min" in goal and not ("min" in partial and partial["min"] <= goal["min"]):
+        raise PlanError(f"{where}: must have min <= the goal's min {goal['min']}")
+    if ("equals" in goal or "in" in goal) and not ({"equals", "in"} & set(partial)):
+        raise PlanError(f"{where}: a goal on equals/in needs a partial band on equals/in")
 
 
 @cache

@@ -155,6 +155,12 @@ def test_format_criterion():
          r"key 'model_risk' is 5.*gives 3"),
         (lambda d: d.__setitem__("colour", "red"),
          r"key '<top level>'.*colour.*allowed keys"),
+        (lambda d: d["credibility_factors"]["discretization_error"].__setitem__(
+            "partial", {"max": 2.0}),
+         r"key 'credibility_factors.discretization_error.partial': must have max >= .* 5"),
+        (lambda d: d["credibility_factors"]["output_comparison"].__setitem__(
+            "partial", {"max": 0.9}),
+         r"key 'credibility_factors.output_comparison.partial': must have min <="),
     ],
 )  # fmt: skip
 def test_plan_errors_name_file_key_and_allowed_values(tmp_path, plan_dict, mutate, match):

@@ -289,7 +289,9 @@ def test_goal_table_follows_evidence_and_thresholds(tmp_path):
     expected[2], expected[6], expected[10] = "partial", "missing", "fail"
     assert dom.goal_status == expected
     assert dom.goal_achieved[2] == "7"
-    assert "discretization error (partial); model inputs (missing); output comparison (fail)" in html
+    assert (
+        "discretization error (partial); model inputs (missing); output comparison (fail)" in html
+    )
     assert '<a href="#verification">see §4 Verification</a>' in html
     assert "No evidence was computed for: model inputs" in html
 
@@ -464,3 +466,20 @@ def test_tables_from_lazily_opened_zarr_stores(trial, tmp_path):
         validate(lazy_o, comps, lazy_c)["predicted"], validate(outcomes, comps, cohort)["predicted"]
     )
     assert len(subgroup_table(lazy_c, lazy_o)) == len(subgroup_table(cohort, outcomes))
+
+
+def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces):
+    import xarray as xr
+
+    from credibility.plan import assess
+
+    cohort, outcomes = trial
+    uq = xr.Dataset(attrs={"problem": "a~normal(mu=1); b~normal(mu=1); c~normal(mu=1)"})
+    ev = collect_evidence(
+        verification=pieces["verification"], validation=pieces["validation"],
+        applicability=pieces["applicability"], outcomes=outcomes, model_card=CARD, uq=uq,
+        hash_mismatches=0, resimulation_match=True, quantities_of_interest=QOI,
+        code_verification={"order_error_abs": 0.02},
+    )  # fmt: skip
+    table = assess(load_plan(PLAN), ev)
+    assert not (table["status"] == "missing").any(), table[["factor", "evidence", "status"]]
