@@ -125,6 +125,29 @@ def _prop_ci(event: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) ->
     return {"n": n, "estimate": p, "ci_low": lo, "ci_high": hi, "n_eff": n_eff}
 
 
+def _weighted_percentiles(
+    x: np.ndarray, w: np.ndarray, mask: np.ndarray, probs: Sequence[float]
+) -> np.ndarray:
+    """Weighted quantiles (inverse of the weighted ECDF) of every row of ``x`` over ``mask``.
+
+    Returns an array ``(rows, len(probs))``; NaN for rows without valid values.
+    """
+    x, w, mask = np.broadcast_arrays(np.atleast_2d(x), np.atleast_2d(w), np.atleast_2d(mask))
+    valid = mask & np.isfinite(x) & (w > 0)
+    order = np.argsort(np.where(valid, x, np.inf), axis=1, kind="stable")
+    xs = np.take_along_axis(np.where(valid, x, np.inf), order, axis=1)
+    ws = np.take_along_axis(np.where(valid, w, 0.0), order, axis=1)
+    cw = np.cumsum(ws, axis=1)
+    total = cw[:, -1:]
+    out = np.full((x.shape[0], len(probs)), np.nan)
+    has = total[:, 0] > 0
+    for j, p in enumerate(probs):
+        idx = (cw < p * total).sum(axis=1)  # first index whose cumulative weight reaches p
+        idx = np.minimum(idx, x.shape[1] - 1)
+        out[has, j] = xs[has, idx[has]]
+    return out
+
+
 def _endpoints(outcomes: xr.Dataset, endpoints: Sequence[str] | None) -> list[str]:
     if endpoints is None:
         return [e for e in DEFAULT_ENDPOINTS if e in outcomes]
@@ -146,7 +169,8 @@ def results_by_arm(
     """Population results of every arm with intervals.
 
     Float endpoints: weighted mean with a Student-t ``conf`` interval (Kish effective n), SD
-    and the 2.5 / 50 / 97.5 % population percentiles, over simulations with ``status == 0``.
+    and the weighted 2.5 / 50 / 97.5 % population percentiles (inverse weighted ECDF), over
+    simulations with ``status == 0``.
     ``ppm_class`` (when present): share of moderate and of severe PPM among valid classes,
     with Clopper–Pearson intervals, in percent.
 
@@ -175,9 +199,7 @@ def results_by_arm(
     for name in eps:
         x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
         r = _mean_ci(x, w, ok, conf)
-        xq = np.where(ok & np.isfinite(x), x, np.nan)
-        with np.errstate(all="ignore"):
-            q = np.nanpercentile(xq, [2.5, 50.0, 97.5], axis=1) if np.isfinite(xq).any() else None
+        q = _weighted_percentiles(x, w, ok, (0.025, 0.5, 0.975))
         frames.append(
             pd.DataFrame(
                 {
@@ -189,9 +211,9 @@ def results_by_arm(
                     "ci_low": r["ci_low"],
                     "ci_high": r["ci_high"],
                     "sd": r["sd"],
-                    "p2_5": q[0] if q is not None else np.nan,
-                    "median": q[1] if q is not None else np.nan,
-                    "p97_5": q[2] if q is not None else np.nan,
+                    "p2_5": q[:, 0],
+                    "median": q[:, 1],
+                    "p97_5": q[:, 2],
                 }
             )
         )
@@ -826,7 +848,7 @@ def build_context(
     applicability: pd.DataFrame | None = None,
     uq: xr.Dataset | None = None,
     sa: xr.Dataset | None = None,
-    plan: Plan | None = None,
+    plan: Plan | Mapping[str, Any] | None = None,
     assessment: pd.DataFrame | None = None,
     evidence: Mapping[str, Any] | None = None,
     model_card: Mapping[str, Any] | None = None,
@@ -857,8 +879,8 @@ def build_context(
         :func:`credibility.validation.applicability` output.
     uq, sa : xarray.Dataset, optional
         UQ and sensitivity results (rendered generically as tables).
-    plan : Plan, optional
-        The credibility plan.
+    plan : Plan or mapping, optional
+        The credibility plan (a plan dict is validated).
     assessment : pandas.DataFrame, optional
         :func:`credibility.plan.assess` output; computed from ``plan`` and ``evidence``
         when not given and both are.
@@ -891,6 +913,8 @@ def build_context(
     """
     if "name" not in trial:
         raise ReportError("trial metadata: key 'name' is required")
+    if plan is not None and not isinstance(plan, Plan):
+        plan = Plan(data=dict(plan))
     notes: list[str] = []
     figs: dict[str, list[dict[str, str]]] = {}
 

@@ -90,7 +90,9 @@ def test_results_by_arm_known_answer(trial):
     assert row["estimate"] == pytest.approx(g.mean())
     half = stats.t.ppf(0.975, g.size - 1) * g.std(ddof=1) / np.sqrt(g.size)
     assert row["ci_high"] - row["estimate"] == pytest.approx(half)
-    assert row["median"] == pytest.approx(np.median(g))
+    # inverse-ECDF median: the lower middle value for an even count
+    assert row["median"] == np.sort(g)[(g.size - 1) // 2]
+    assert row["p2_5"] == np.sort(g)[int(np.ceil(0.025 * g.size)) - 1]
     assert row["unit"] == "mmHg"
     ppm = be["ppm_class"].values[ok]
     severe = table.loc[("balloon_expandable", "ppm_severe")]
@@ -483,3 +485,17 @@ def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces)
     )  # fmt: skip
     table = assess(load_plan(PLAN), ev)
     assert not (table["status"] == "missing").any(), table[["factor", "evidence", "status"]]
+
+
+def test_weighted_percentiles_match_repeated_samples(trial):
+    cohort, outcomes = trial
+    # integer weights == repeating each patient that many times
+    w = np.where(cohort["sex"].values == 1, 3.0, 1.0)
+    weighted = results_by_arm(outcomes, cohort.assign(sampling_weight=("patient", w)))
+    row = weighted.set_index(["arm", "endpoint"]).loc[("self_expanding", "eoa_cm2")]
+    se = outcomes.sel(arm="self_expanding")
+    ok = se["status"].values == 0
+    rep = np.repeat(se["eoa_cm2"].values[ok], w[ok].astype(int))
+    assert row["estimate"] == pytest.approx(rep.mean())
+    assert row["median"] == np.sort(rep)[int(np.ceil(0.5 * rep.size)) - 1]
+    assert row["p97_5"] == np.sort(rep)[int(np.ceil(0.975 * rep.size)) - 1]
