@@ -21,7 +21,7 @@ import xarray as xr
 
 from models import get_model
 
-from .config import model_of
+from .config import model_of, uncertainty_problem
 from .engine import simulate
 from .errors import ConfigError
 
@@ -251,7 +251,7 @@ def run_uq(
     Writes ``store`` (per-patient moments, prediction intervals, PCE leave-one-out error and
     population-level intervals of PPM proportions per arm) and a JSON ``summary``.
     """
-    from credibility.uq import problem_from_config, propagate
+    from credibility.uq import propagate
 
     from .stages import arms_of, write_json
 
@@ -262,7 +262,7 @@ def run_uq(
             figure, "Uncertainty quantification not run: no `uncertainty.parameters`."
         )
         return None
-    problem = problem_from_config(ucfg, source="trial config: uncertainty")
+    problem = uncertainty_problem(config)
     subset = _subset(cohort, ucfg["patients"])
     model = model_of(config)
     endpoints = float_endpoints(model, config["endpoints"])
@@ -348,7 +348,7 @@ def run_sensitivity(
 ) -> None:
     """SA stage: indices of the cohort-mean endpoints to the uncertain parameters (through the
     engine) and given-data indices of each endpoint to the correlated cohort covariates."""
-    from credibility.sensitivity import delta, pawn, plot_indices, problem_from_config, run
+    from credibility.sensitivity import delta, pawn, plot_indices, run
 
     from .stages import arms_of, write_json
 
@@ -361,7 +361,7 @@ def run_sensitivity(
     Path(store).parent.mkdir(parents=True, exist_ok=True)
     mode = "w"
     if scfg["enabled"] and config["uncertainty"]["parameters"]:
-        problem = problem_from_config(config["uncertainty"], source="trial config: uncertainty")
+        problem = uncertainty_problem(config)
         subset = _subset(cohort, scfg["patients"])
         arms = arms_of(config)
         evaluator = EngineEvaluator(

@@ -22,6 +22,7 @@ __all__ = [
     "SCHEMA_PATH",
     "load_config",
     "model_of",
+    "uncertainty_problem",
     "resolve_path",
     "validate_config",
 ]
@@ -153,6 +154,11 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
     except ValueError as err:  # the model's own check of its options names the key
         yield f"{source}: key 'model.options': {err}"
         return
+    if config.get("uncertainty", {}).get("parameters"):
+        try:
+            uncertainty_problem(config, source=source)
+        except ValueError as err:
+            yield str(err)
     endpoints = config.get("endpoints", [])
     unknown = [e for e in endpoints if e not in model.outputs]
     if unknown:
@@ -173,6 +179,17 @@ def model_of(config: Mapping[str, Any], *, source: str = "<config>"):
         options.setdefault("source", source)
         options.setdefault("base_dir", str(REPO_ROOT))
     return get_model(name, **options)
+
+
+def uncertainty_problem(config: Mapping[str, Any], *, source: str = "<config>"):
+    """The :class:`credibility.uq.Problem` of the config's ``uncertainty`` parameters."""
+    from credibility.uq import problem_from_config
+
+    block = config.get("uncertainty", {})
+    return problem_from_config(
+        {"parameters": block.get("parameters", {}), "correlation": block.get("correlation", {})},
+        source=source,
+    )
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -23,3 +23,9 @@ def credibility_inputs(wildcards):
     """Plan and comparator files the credibility stage reads (when the config names them)."""
     cred = config.get("credibility", {})
     return [repo_path(p) for p in (cred.get("plan"), cred.get("comparators")) if p]
+
+
+def trial_config_file():
+    """The config file this trial runs from (recorded in the manifest)."""
+    files = list(workflow.configfiles)
+    return str(files[-1]) if files else repo_path("config/config.yaml")

@@ -3,8 +3,6 @@ rule credibility:
         credibility_inputs,
         cohort=f"{RESULTS}/cohort.zarr",
         outcomes=f"{RESULTS}/simulate.json",
-        uq=f"{RESULTS}/uq.json",
-        sa=f"{RESULTS}/sa.json",
     output:
         evidence=f"{RESULTS}/evidence/evidence.json",
         validation=report(
@@ -12,7 +10,8 @@ rule credibility:
             caption="../report/validation.rst",
             category="Validation",
         ),
-        assessment=f"{RESULTS}/evidence/assessment.csv",
+    params:
+        outcomes=f"{RESULTS}/outcomes.zarr",
     log:
         f"{RESULTS}/logs/credibility.log",
     benchmark:

@@ -16,5 +16,6 @@ rule report:
         f"{RESULTS}/logs/report.log",
     params:
         results=RESULTS,
+        configfile=trial_config_file(),
     script:
         "../scripts/report.py"

@@ -1,0 +1,15 @@
+"""Snakemake adapter: credibility evidence stage."""
+
+from isct.evidence import run_credibility
+from isct.stages import setup_logging, trial_config
+
+# Dask worker processes re-import this file (spawn): run only in the Snakemake job itself.
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821
+    run_credibility(
+        trial_config(snakemake.config),  # noqa: F821
+        cohort=snakemake.input.cohort,  # noqa: F821
+        outcomes=snakemake.params.outcomes,  # noqa: F821
+        evidence=snakemake.output.evidence,  # noqa: F821
+        validation=snakemake.output.validation,  # noqa: F821
+    )
