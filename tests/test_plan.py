@@ -184,3 +184,12 @@ def test_unreadable_and_invalid_yaml(tmp_path):
 def test_plan_from_dict(plan_dict):
     p = Plan(data=plan_dict)
     assert p.source == "<dict>" and p["name"] == "tavr_small_annuli"
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import credibility.plan as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -368,3 +368,12 @@ def test_validation_and_applicability_summaries(trial):
     assert a["max_abs_smd"] == pytest.approx(assessed["smd"].abs().max())
     assert a["min_fraction_within"] == pytest.approx(assessed["fraction_within"].min())
     assert a["n_not_in_cohort"] == 5
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import credibility.validation as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

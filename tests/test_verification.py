@@ -78,3 +78,12 @@ def test_refinement_ratio_must_exceed_one(bad):
         gci(1.0, 1.1, 1.2, bad, 2.0)
     with pytest.raises(VerificationError, match="fs"):
         gci(1.0, 1.1, 1.2, 2.0, 2.0, fs=0.0)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import credibility.verification as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
