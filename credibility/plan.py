@@ -16,6 +16,7 @@ U.S. FDA (2023). Assessing the credibility of computational modeling and simulat
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ __all__ = [
     "Plan",
     "PlanError",
     "assess",
+    "dump_evidence",
     "format_criterion",
+    "load_evidence",
     "load_plan",
     "lookup_evidence",
     "model_risk",
@@ -251,6 +254,68 @@ def lookup_evidence(evidence: Mapping[str, Any], key: str) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def _jsonable(value: Any, key: str) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, key) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN / inf: "not computed", as lookup_evidence treats NaN
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise PlanError(
+        f"evidence key '{key}': {type(value).__name__} is not a JSON scalar; evidence holds "
+        "numbers, booleans, strings and nested dicts/lists of them"
+    )
+
+
+def dump_evidence(evidence: Mapping[str, Any], path: str | Path) -> Path:
+    """Write an evidence dict as JSON (NaN and infinities become ``null``).
+
+    Parameters
+    ----------
+    evidence : mapping
+        Nested evidence (e.g. from ``credibility.report.collect_evidence``).
+    path : str or Path
+        Output file (``results/<trial>/evidence/evidence.json``); parents are created.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    PlanError
+        If a value is not a JSON scalar (message names the dotted key).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_jsonable(evidence, ""), indent=2, sort_keys=True, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def load_evidence(path: str | Path) -> dict[str, Any]:
+    """Read an evidence JSON file written by :func:`dump_evidence`.
+
+    Raises
+    ------
+    PlanError
+        If the file cannot be read or is not a JSON object.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{path}: cannot read evidence JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: evidence must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 def format_criterion(criterion: Mapping[str, Any] | None) -> str:

@@ -14,7 +14,9 @@ from credibility.plan import (
     Plan,
     PlanError,
     assess,
+    dump_evidence,
     format_criterion,
+    load_evidence,
     load_plan,
     lookup_evidence,
     model_risk,
@@ -193,3 +195,19 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_evidence_json_round_trip(tmp_path, plan):
+    ev = copy.deepcopy(GOOD)
+    ev["verification"]["gci_max_pct"] = np.float64(7.0)
+    ev["applicability"]["max_abs_smd"] = np.nan
+    ev["reproducibility"]["resimulation_match"] = np.bool_(True)
+    path = dump_evidence(ev, tmp_path / "evidence" / "evidence.json")
+    back = load_evidence(path)
+    assert back["applicability"]["max_abs_smd"] is None
+    assert assess(plan, back).equals(assess(plan, ev))
+    with pytest.raises(PlanError, match="evidence key 'x.y'.*ndarray"):
+        dump_evidence({"x": {"y": np.zeros(2)}}, tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(PlanError, match="JSON object"):
+        load_evidence(tmp_path / "list.json")
