@@ -14,6 +14,8 @@ rule cohort:
             caption="../report/cohort.rst",
             category="Cohort",
         ),
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/cohort.log",
     benchmark:

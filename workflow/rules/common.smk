@@ -29,3 +29,8 @@ def trial_config_file():
     """The config file this trial runs from (recorded in the manifest)."""
     files = list(workflow.configfiles)
     return str(files[-1]) if files else repo_path("config/config.yaml")
+
+
+def results_dir(wildcards, output):
+    """results/<trial>, from the manifest's path."""
+    return os.path.dirname(output.manifest)

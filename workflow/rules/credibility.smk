@@ -12,6 +12,8 @@ rule credibility:
         ),
     params:
         outcomes=f"{RESULTS}/outcomes.zarr",
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/credibility.log",
     benchmark:

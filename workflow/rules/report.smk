@@ -12,10 +12,12 @@ rule report:
             category="Credibility report",
         ),
         manifest=f"{RESULTS}/manifest.json",
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/report.log",
     params:
-        results=RESULTS,
+        results=results_dir,
         configfile=trial_config_file(),
     script:
         "../scripts/report.py"

@@ -9,6 +9,8 @@ rule sensitivity:
             caption="../report/sensitivity.rst",
             category="Sensitivity",
         ),
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/sensitivity.log",
     benchmark:

@@ -6,6 +6,8 @@ rule simulate:
         cohort=f"{RESULTS}/cohort.zarr",
     output:
         summary=f"{RESULTS}/simulate.json",
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/simulate.log",
     benchmark:

@@ -9,6 +9,8 @@ rule uq:
             caption="../report/uq.rst",
             category="Uncertainty",
         ),
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/uq.log",
     benchmark:

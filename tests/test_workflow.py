@@ -1,0 +1,163 @@
+"""The whole Snakemake DAG end to end on a tiny trial, and the CLI around it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from isct.cli import main
+from isct.config import REPO_ROOT
+
+TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("trial")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isct.cli",
+            "run",
+            str(TINY),
+            "--cores",
+            "2",
+            "--directory",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return workdir
+
+
+def test_every_stage_wrote_its_outputs(tiny_run):
+    results = tiny_run / "results" / "ci_tiny"
+    for name in (
+        "cohort.zarr",
+        "outcomes.zarr",
+        "uq.zarr",
+        "sa.zarr",
+        "manifest.json",
+        "simulate.json",
+    ):
+        assert (results / name).exists(), name
+    for name in (
+        "evidence.json",
+        "validation.csv",
+        "assessment.csv",
+        "gci.csv",
+        "applicability.csv",
+    ):
+        assert (results / "evidence" / name).is_file(), name
+    outcomes = xr.open_zarr(results / "outcomes.zarr", consolidated=False)
+    assert outcomes.sizes["arm"] == 2 and outcomes.sizes["patient"] == 40
+    assert (outcomes["status"].values >= 0).all()  # every cell was run
+    assert (outcomes["status"].values == 0).mean() > 0.8
+    ok = outcomes["status"].values == 0
+    gradient = outcomes["mean_gradient_mmhg"].values[ok]
+    assert ((gradient > 2) & (gradient < 60)).all()  # physiological Doppler gradients (mmHg)
+    uq = json.loads((results / "uq.json").read_text())
+    assert uq["enabled"] and uq["model_evaluations"] > 0
+    assert set(uq["outcomes"]) == {"ppm_moderate_or_severe", "ppm_severe"}
+    sa = json.loads((results / "sa.json").read_text())
+    assert set(sa["parameters"]["names"]) == {"eoa_scale", "aorta_diameter_mm"}
+    s1 = sa["parameters"]["indices"]["S1"]["mean_gradient_mmhg"]["balloon_expandable"]
+    assert s1["eoa_scale"] > s1["aorta_diameter_mm"]  # the valve area drives the gradient
+    evidence = json.loads((results / "evidence" / "evidence.json").read_text())
+    assert evidence["verification"]["gci_max_pct"] < 5
+    assert evidence["code_verification"]["order_error_abs"] < 0.2
+
+
+def test_report_has_every_section_with_numbers_from_the_run(tiny_run):
+    html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    for section in (
+        "Summary",
+        "Question of interest",
+        "Model description",
+        "Verification",
+        "Validation",
+        "Uncertainty quantification and sensitivity analysis",
+        "Results by arm",
+        "Subgroups",
+        "Failures",
+        "Limitations",
+        "Credibility assessment",
+        "Provenance",
+    ):
+        assert section in html, section
+    assert "<img" in html and "data:image/png;base64," in html  # figures inline
+    assert "<link" not in html  # self-contained
+    outcomes = xr.open_zarr(tiny_run / "results" / "ci_tiny" / "outcomes.zarr", consolidated=False)
+    ok = int((outcomes["status"].values == 0).sum())
+    assert f"{100 * ok / outcomes['status'].size:.2f} % of {outcomes['status'].size}" in html
+
+
+def test_isct_verify_passes_then_names_a_tampered_file(tiny_run, capsys):
+    results = tiny_run / "results" / "ci_tiny"
+    assert main(["verify", str(results), "--sample", "10"]) == 0
+    check = results / "cohort_check.csv"
+    check.write_text(check.read_text() + "\n")
+    assert main(["verify", str(results), "--sample", "10"]) == 1
+    out = capsys.readouterr().out
+    assert "cohort_check.csv" in out and "modified" in out
+
+
+def test_isct_info_summarises_stores(tiny_run, capsys):
+    results = tiny_run / "results" / "ci_tiny"
+    assert main(["info", str(results / "outcomes.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "arm=2" in out and "patient=40" in out and "mean_gradient_mmhg" in out and "[mmHg]" in out
+    )
+    assert main(["info", str(results)]) == 0
+    assert "cohort.zarr" in capsys.readouterr().out
+
+
+def test_rerun_is_up_to_date(tiny_run):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isct.cli",
+            "run",
+            str(TINY),
+            "--cores",
+            "1",
+            "--directory",
+            str(tiny_run),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_snakemake_lint_and_snakefmt_are_clean():
+    bindir = Path(sys.executable).parent
+    lint = subprocess.run(
+        [bindir / "snakemake", "--lint", "--configfile", str(TINY), "--cores", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [bindir / "snakefmt", "--check", "Snakefile", "workflow/rules"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert fmt.returncode == 0, fmt.stderr
