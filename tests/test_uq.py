@@ -200,3 +200,40 @@ def test_uq_errors():
         uq.analyze(p, X, ishigami(X), seed=1, method="pce_spectral", order=3)
     with pytest.raises(ValueError, match="has 19 rows but X has 20"):
         uq.analyze(p, X, {"y": np.zeros(19)}, seed=1)
+
+
+def test_results_round_trip_through_zarr(tmp_path):
+    import xarray as xr
+
+    from credibility.sensitivity import run
+
+    p = ishigami_problem()
+
+    def evaluate(X):
+        y = ishigami(X)["y"]
+        return {"y": y, "g": np.stack([y, 2 * y], axis=1)}
+
+    u = propagate(
+        p,
+        evaluate,
+        method="pce_collocation",
+        n=120,
+        seed=1,
+        dims=("patient",),
+        events={"high": lambda y: y["g"] > 5.0},
+        n_outcome_samples=200,
+        n_boot=20,
+    )
+    s = run(
+        p,
+        evaluate,
+        method="pce",
+        n=100,
+        seed=1,
+        dims=("patient",),
+        analyze_options={"num_resamples": 5},
+    )
+    for name, ds in (("uq", u), ("sa", s)):
+        ds.to_zarr(tmp_path / f"{name}.zarr", mode="w", consolidated=False)
+        back = xr.open_zarr(tmp_path / f"{name}.zarr", consolidated=False).load()
+        xr.testing.assert_identical(back, ds)

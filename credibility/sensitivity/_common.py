@@ -88,6 +88,9 @@ def apply_columns(
 ) -> xr.Dataset:
     """Run an analyser on every output column and assemble ``(output, *index dims, *extra)``.
 
+    Outputs are joined on ``output`` with an outer join: an output without one of the extra
+    dims of another output is constant along that dim in the result.
+
     Parameters
     ----------
     fn
@@ -131,7 +134,9 @@ def apply_columns(
         data_vars = {}
         for v, vd in var_dims.items():
             arr = results[v].reshape((*extra_shape, *results[v].shape[1:]))
-            dav = xr.DataArray(arr, dims=(*extra, *vd), coords={x: list(coords[x]) for x in vd})
+            # object dtype: stored as Zarr v3 variable-length strings
+            vcoords = {x: np.asarray(list(coords[x]), dtype=object) for x in vd}
+            dav = xr.DataArray(arr, dims=(*extra, *vd), coords=vcoords)
             data_vars[v] = dav.transpose(*vd, *extra)
         n_bad = (~finite).sum(axis=0).reshape(extra_shape)
         data_vars["n_nonfinite"] = xr.DataArray(n_bad, dims=extra)

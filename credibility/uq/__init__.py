@@ -174,11 +174,28 @@ def analyze(
         units as ``Y``. Failed (non-finite) rows are excluded: per element for ``mc``, per row of
         an output for ``pce_collocation``; ``pce_spectral`` gives NaN for such elements.
     """
+    return _summarise(problem, X, Y, seed, method, order, quantiles, level, n_surrogate, dims)
+
+
+def _summarise(
+    problem: Problem,
+    X: np.ndarray,
+    Y: Any,
+    seed: int | None,
+    method: str,
+    order: int | None,
+    quantiles: Sequence[float],
+    level: float,
+    n_surrogate: int,
+    dims: Sequence[str] | None,
+    fits: dict[str, tuple[PCE, np.ndarray, tuple[int, ...]]] | None = None,
+) -> xr.Dataset:
+    """Body of :func:`analyze`; fills ``fits`` (output -> PCE, usable columns, extra shape)."""
     _check_method(method)
     X = np.asarray(X, dtype=float)
     outputs = as_outputs(Y, len(X), dims)
-    lo, hi = _interval_probs(level)
-    probs = np.unique(np.concatenate([np.asarray(quantiles, dtype=float), [lo, hi]]))
+    lo, hi = (round(v, 12) for v in _interval_probs(level))
+    probs = np.unique(np.round(np.concatenate([np.asarray(quantiles, dtype=float), [lo, hi]]), 12))
     rng = np.random.default_rng(seed)
     xi_draws = None
     per_output = []
@@ -200,6 +217,8 @@ def analyze(
         else:
             fit, ok = _fit(problem, X, Y2, method, order)
             orders.append(fit.order)
+            if fits is not None:
+                fits[name] = (fit, ok, da.shape[1:])
             if xi_draws is None:
                 xi_draws = _germ_draws(problem, n_surrogate, rng)
             res["mean"] = np.where(ok, fit.mean, np.nan)
@@ -439,18 +458,8 @@ def propagate(
     """
     X = sample(problem, n, seed=seed, method=method, order=order)
     Y = dict(evaluate(X))
-    ds = analyze(
-        problem,
-        X,
-        Y,
-        seed=seed,
-        method=method,
-        order=order,
-        quantiles=quantiles,
-        level=level,
-        n_surrogate=n_surrogate,
-        dims=dims,
-    )
+    fits: dict[str, tuple[PCE, np.ndarray, tuple[int, ...]]] = {}
+    ds = _summarise(problem, X, Y, seed, method, order, quantiles, level, n_surrogate, dims, fits)
     if not events:
         return ds
     if method == "mc":
@@ -459,12 +468,10 @@ def propagate(
         rng = np.random.default_rng(None if seed is None else int(seed) + 7)
         xi = _germ_draws(problem, n_outcome_samples, rng)
         Ys = {}
-        for name, da in as_outputs(Y, len(X), dims).items():
-            Y2 = da.values.reshape(len(X), -1)
-            fit, ok = _fit(problem, X, Y2, method, order)
+        for name, (fit, ok, extra_shape) in fits.items():
             pred = fit(xi)
             pred[:, ~ok] = np.nan
-            Ys[name] = pred.reshape(len(xi), *da.shape[1:])
+            Ys[name] = pred.reshape(len(xi), *extra_shape)
     ev = {}
     for name, spec in events.items():
         if isinstance(spec, str):
