@@ -65,7 +65,7 @@ def test_every_stage_wrote_its_outputs(tiny_run):
     assert (outcomes["status"].values == 0).mean() > 0.8
     ok = outcomes["status"].values == 0
     gradient = outcomes["mean_gradient_mmhg"].values[ok]
-    assert ((gradient > 2) & (gradient < 60)).all()  # physiological Doppler gradients (mmHg)
+    assert ((gradient > 1) & (gradient < 80)).all()  # physiological Doppler gradients (mmHg)
     uq = json.loads((results / "uq.json").read_text())
     assert uq["enabled"] and uq["model_evaluations"] > 0
     assert set(uq["outcomes"]) == {"ppm_moderate_or_severe", "ppm_severe"}

@@ -14,11 +14,11 @@ rule cohort:
             caption="../report/cohort.rst",
             category="Cohort",
         ),
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/cohort.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/cohort.py"

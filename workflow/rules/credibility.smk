@@ -10,13 +10,13 @@ rule credibility:
             caption="../report/validation.rst",
             category="Validation",
         ),
-    params:
-        outcomes=f"{RESULTS}/outcomes.zarr",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/credibility.log",
     benchmark:
         f"{RESULTS}/benchmarks/credibility.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        outcomes=f"{RESULTS}/outcomes.zarr",
     script:
         "../scripts/credibility.py"

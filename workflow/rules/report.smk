@@ -12,10 +12,10 @@ rule report:
             category="Credibility report",
         ),
         manifest=f"{RESULTS}/manifest.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/report.log",
+    conda:
+        "../../environment.yml"
     params:
         results=results_dir,
         configfile=trial_config_file(),

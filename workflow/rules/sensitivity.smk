@@ -9,12 +9,12 @@ rule sensitivity:
             caption="../report/sensitivity.rst",
             category="Sensitivity",
         ),
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/sensitivity.log",
     benchmark:
         f"{RESULTS}/benchmarks/sensitivity.tsv"
+    conda:
+        "../../environment.yml"
     params:
         outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/sa.zarr",

@@ -6,12 +6,12 @@ rule simulate:
         cohort=f"{RESULTS}/cohort.zarr",
     output:
         summary=f"{RESULTS}/simulate.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/simulate.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate.tsv"
+    conda:
+        "../../environment.yml"
     params:
         store=f"{RESULTS}/outcomes.zarr",
     script:

@@ -9,12 +9,12 @@ rule uq:
             caption="../report/uq.rst",
             category="Uncertainty",
         ),
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/uq.log",
     benchmark:
         f"{RESULTS}/benchmarks/uq.tsv"
+    conda:
+        "../../environment.yml"
     params:
         store=f"{RESULTS}/uq.zarr",
         runs=f"{RESULTS}/uq_runs.zarr",
