@@ -343,3 +343,26 @@ def test_pce_indices_equal_chaospy_sens_on_the_same_fit():
     model = chaospy.fit_regression(expansion, X.T, y)
     np.testing.assert_allclose(ds["S1"].sel(output="y"), chaospy.Sens_m(model, germ), atol=1e-8)
     np.testing.assert_allclose(ds["ST"].sel(output="y"), chaospy.Sens_t(model, germ), atol=1e-8)
+
+
+def test_shapley_random_permutations_for_many_inputs():
+    # d = 12 (> the exact-permutation limit): y = sum b_i x_i with an AR(1) correlation
+    d = 12
+    beta = np.linspace(2.0, 0.2, d)
+    R = 0.5 ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
+    params = {f"x{i}": {"dist": "normal", "mean": 0.0, "sd": 1.0} for i in range(d)}
+    corr = {f"x{i}": {f"x{i + 1}": 0.5} for i in range(d - 1)}
+    corr |= {f"x{i}": {**corr[f"x{i}"], f"x{i + 2}": 0.25} for i in range(d - 2)}
+    p = problem_from_config({"parameters": params, "correlation": corr})
+    R[np.abs(np.subtract.outer(np.arange(d), np.arange(d))) > 2] = 0.0
+    np.testing.assert_allclose(p.correlation, R)
+    with pytest.raises(ValueError, match="use permutations='random'"):
+        shapley.sample(p, 10, seed=1)
+    X = shapley.sample(p, 1500, seed=6, permutations="random")
+    assert X.shape == (1500 * 3 * d, d)
+    ds = shapley.analyze(p, X, X @ beta, seed=1, permutations="random", num_resamples=30)
+    sh = ds["Sh"].sel(output="y").values
+    exact = shapley.linear_gaussian_effects(beta, R)
+    assert sh.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(sh, exact, atol=0.03)
+    assert np.all(ds["Sh_conf"].values > 0)

@@ -14,7 +14,8 @@ module                  indices                                inputs
 :mod:`.pce`             S1, ST, S2, loo_error (chaospy basis)  independent
 :mod:`.delta`           delta, S1 (given data)                 any sample, e.g. a cohort
 :mod:`.pawn`            PAWN median / max (given data)         any sample, e.g. a cohort
-:mod:`.shapley`         Sh (Song, Nelson & Staum 2016)         Gaussian-copula dependence
+:mod:`.shapley`         Sh (Song, Nelson & Staum 2016; exact  Gaussian-copula dependence
+                        or random permutations)
 ======================  =====================================  =============================
 
 :func:`run` drives a method through a model ``evaluate(X) -> {output: array}`` with a

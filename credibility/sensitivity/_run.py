@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -95,7 +96,8 @@ def run(
     dims : sequence of str, optional
         Names of extra output axes (see :func:`credibility.sensitivity.sobol.analyze`).
     sample_options, analyze_options : mapping, optional
-        Extra keywords of the method's ``sample`` / ``analyze``.
+        Extra keywords of the method's ``sample`` / ``analyze``; sample options that
+        ``analyze`` also takes (e.g. ``calc_second_order``, ``permutations``) are passed to both.
 
     Returns
     -------
@@ -110,6 +112,11 @@ def run(
     watched = tuple(indices or DEFAULT_INDICES[method])
     sample_options = dict(sample_options or {})
     analyze_options = dict(analyze_options or {})
+    # design options that analyze must repeat (calc_second_order, num_levels, M, n_inner, …)
+    accepted = inspect.signature(mod.analyze).parameters
+    for k, v in sample_options.items():
+        if k in accepted:
+            analyze_options.setdefault(k, v)
     n_max = int(n_max or 16 * n)
     X_prev: np.ndarray | None = None
     Y: dict[str, Any] = {}

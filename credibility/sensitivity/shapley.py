@@ -1,18 +1,26 @@
-"""Shapley effects for dependent inputs (Song, Nelson & Staum 2016, exact permutations).
+"""Shapley effects for dependent inputs (Song, Nelson & Staum 2016).
 
 The Shapley effect of input ``i`` shares the output variance among inputs, fairly when inputs
 are correlated (Owen 2014):
 ``Sh_i = sum_{J not containing i} |J|! (d - |J| - 1)! / d! * (c(J + {i}) - c(J))``
-with the cost ``c(J) = E[Var(Y | X_{-J})]`` (Song et al. 2016, Theorem 1). Costs are estimated
-for every subset ``J`` (the exact-permutation algorithm, ``2^d - 2`` subsets; ``d <= 10``):
-``n`` outer draws of ``X_{-J}``, each with ``n_inner`` conditional draws of ``X_J | X_{-J}``.
+with the cost ``c(J) = E[Var(Y | X_{-J})]`` (Song et al. 2016, Theorem 1). Two designs:
+
+``permutations="exact"`` (``d <= 10``)
+    Costs of every subset ``J`` (``2^d - 2``): ``n`` outer draws of ``X_{-J}``, each with
+    ``n_inner`` conditional draws of ``X_J | X_{-J}``; ``n n_inner (2^d - 1)`` rows.
+``permutations="random"`` (any ``d``)
+    Song et al.'s Algorithm 1 with ``n`` random permutations, one outer draw per prefix set
+    (``N_o = 1``) and ``n_inner`` inner draws; ``n n_inner d`` rows. ``analyze`` reads the
+    permutations back from which columns vary within each block.
+
 Conditional sampling is exact for the problem's Gaussian copula: normal scores are jointly
 Gaussian, so ``Z_J | Z_{-J}`` is Gaussian with the usual conditional mean and covariance, and
-``X = F^-1(Phi(Z))``. ``Var(Y)`` comes from ``n n_inner`` further i.i.d. rows, so the design has
-``n n_inner (2^d - 1)`` rows and ``analyze`` recovers ``n`` from the row count.
+``X = F^-1(Phi(Z))``. ``Var(Y)`` comes from the first ``n n_inner`` i.i.d. rows; ``analyze``
+recovers ``n`` from the row count.
 
 ``Sh`` is normalised by ``Var(Y)`` (effects sum to 1); ``Sh_conf`` is the bootstrap half-width
-(outer draws resampled within each subset); ``Sh_var`` is in output units squared.
+(outer draws resampled within each subset, or permutations resampled); ``Sh_var`` is in output
+units squared.
 
 References
 ----------
@@ -71,58 +79,93 @@ def _weights(d: int) -> np.ndarray:
     return W
 
 
-def _check_d(problem: Problem) -> None:
-    if problem.d > MAX_D:
+PERMUTATIONS = ("exact", "random")
+
+
+def _check(problem: Problem, permutations: str) -> None:
+    if permutations not in PERMUTATIONS:
+        raise ValueError(
+            f"shapley: permutations={permutations!r}; allowed: {', '.join(PERMUTATIONS)}"
+        )
+    if permutations == "exact" and problem.d > MAX_D:
         raise ValueError(
             f"shapley: exact-permutation Shapley effects need 2^d - 2 subsets; d = {problem.d} "
-            f"exceeds the supported {MAX_D}"
+            f"exceeds the supported {MAX_D}; use permutations='random'"
         )
 
 
-def sample(problem: Problem, n: int, *, seed: int | None, n_inner: int = 3) -> np.ndarray:
-    """Design for Shapley effects: ``n n_inner (2^d - 1)`` parameter rows.
+def _conditional_block(
+    rng: np.random.Generator, R: np.ndarray, J: np.ndarray, n_outer: int, n_inner: int
+) -> np.ndarray:
+    """Normal scores: ``n_outer`` draws of ``Z_K`` each with ``n_inner`` draws of ``Z_J | Z_K``."""
+    d = len(R)
+    K = np.setdiff1d(np.arange(d), J)
+    Z_K = rng.standard_normal((n_outer, len(K))) @ np.linalg.cholesky(R[np.ix_(K, K)]).T
+    A = np.linalg.solve(R[np.ix_(K, K)], R[np.ix_(K, J)])  # (|K|, |J|)
+    cov = R[np.ix_(J, J)] - R[np.ix_(J, K)] @ A
+    eps = rng.standard_normal((n_outer, n_inner, len(J))) @ np.linalg.cholesky(cov).T
+    Z = np.empty((n_outer, n_inner, d))
+    Z[:, :, K] = Z_K[:, None, :]
+    Z[:, :, J] = (Z_K @ A)[:, None, :] + eps
+    return Z.reshape(n_outer * n_inner, d)
+
+
+def sample(
+    problem: Problem,
+    n: int,
+    *,
+    seed: int | None,
+    n_inner: int = 3,
+    permutations: str = "exact",
+) -> np.ndarray:
+    """Design for Shapley effects.
 
     Parameters
     ----------
     problem : Problem
         Parameters, possibly correlated through the Gaussian copula.
     n : int
-        Outer draws per subset.
+        ``"exact"``: outer draws per subset (``n n_inner (2^d - 1)`` rows).
+        ``"random"``: random permutations, one outer draw per prefix set
+        (``n n_inner d`` rows; Song et al. 2016, Algorithm 1 with ``N_o = 1``).
     seed : int or None
     n_inner : int
         Conditional draws per outer draw (>= 2; Song et al. recommend 3).
+    permutations : {"exact", "random"}
+        All subsets (``d <= 10``) or ``n`` random permutations (any ``d``).
+
+    Returns
+    -------
+    ndarray, shape (n_rows, d)
+        The first ``n n_inner`` rows are i.i.d. (for ``Var(Y)``), then blocks of
+        ``n_inner`` rows that share ``X_{-J}`` and differ in ``X_J``.
     """
-    _check_d(problem)
+    _check(problem, permutations)
     if n_inner < 2 or n < 2:
         raise ValueError(f"shapley: need n >= 2 and n_inner >= 2; got n={n}, n_inner={n_inner}")
     d, R = problem.d, problem.correlation
     rng = np.random.default_rng(seed)
-    L = np.linalg.cholesky(R)
-    blocks = [rng.standard_normal((n * n_inner, d)) @ L.T]
-    for mask in _subsets(d):
-        J = _members(mask, d)
-        K = np.setdiff1d(np.arange(d), J)
-        Z_K = rng.standard_normal((n, len(K))) @ np.linalg.cholesky(R[np.ix_(K, K)]).T
-        A = np.linalg.solve(R[np.ix_(K, K)], R[np.ix_(K, J)])  # (|K|, |J|)
-        cov = R[np.ix_(J, J)] - R[np.ix_(J, K)] @ A
-        mean = Z_K @ A  # (n, |J|)
-        eps = rng.standard_normal((n, n_inner, len(J))) @ np.linalg.cholesky(cov).T
-        Z = np.empty((n, n_inner, d))
-        Z[:, :, K] = Z_K[:, None, :]
-        Z[:, :, J] = mean[:, None, :] + eps
-        blocks.append(Z.reshape(n * n_inner, d))
+    blocks = [rng.standard_normal((n * n_inner, d)) @ np.linalg.cholesky(R).T]
+    if permutations == "exact":
+        for mask in _subsets(d):
+            blocks.append(_conditional_block(rng, R, _members(mask, d), n, n_inner))
+    else:
+        for _ in range(n):
+            perm = rng.permutation(d)
+            for j in range(1, d):
+                blocks.append(_conditional_block(rng, R, perm[:j], 1, n_inner))
     return problem.from_normal_scores(np.concatenate(blocks))
 
 
-def _shapley_columns(
+def _exact_columns(
     Y: np.ndarray, d: int, n: int, n_inner: int, num_resamples: int, z: float, seed: int | None
 ) -> dict[str, np.ndarray]:
+    """Exact-permutation estimator: costs of every subset, then ``Sh = W c``."""
     m = Y.shape[1]
     nv = n * n_inner
     subsets = _subsets(d)
-    cond = (
-        Y[nv:].reshape(len(subsets), n, n_inner, m).var(axis=2, ddof=1)
-    )  # (n_sub, n, m): Var(Y | X_{-J}) for each outer draw
+    # (n_sub, n, m): Var(Y | X_{-J}) for each outer draw
+    cond = Y[nv:].reshape(len(subsets), n, n_inner, m).var(axis=2, ddof=1)
     W = _weights(d)
     masks = np.array(subsets)
 
@@ -130,22 +173,75 @@ def _shapley_columns(
         c = np.zeros((2**d, c_sub.shape[-1]))
         c[masks] = c_sub
         c[2**d - 1] = var
-        return W @ c  # (d, m)
+        return (W @ c).T  # (m, d)
 
     var = Y[:nv].var(axis=0, ddof=1)
     sh = effects(cond.mean(axis=1), var)
     rng = np.random.default_rng(seed)
-    boot_norm = np.empty((num_resamples, d, m))
+    boot = np.empty((num_resamples, m, d))
     for b in range(num_resamples):
         idx = rng.integers(0, n, (len(subsets), n))
         c_b = np.take_along_axis(cond, idx[:, :, None], axis=1).mean(axis=1)
         var_b = Y[rng.integers(0, nv, nv)].var(axis=0, ddof=1)
-        boot_norm[b] = effects(c_b, var_b) / var_b
+        boot[b] = effects(c_b, var_b) / var_b[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
-            "Sh": (sh / var).T,
-            "Sh_conf": (z * boot_norm.std(axis=0, ddof=1)).T,
-            "Sh_var": sh.T,
+            "Sh": sh / var[:, None],
+            "Sh_conf": z * boot.std(axis=0, ddof=1),
+            "Sh_var": sh,
+            "variance": var,
+        }
+
+
+def _random_columns(
+    X: np.ndarray,
+    Y: np.ndarray,
+    d: int,
+    n: int,
+    n_inner: int,
+    num_resamples: int,
+    z: float,
+    seed: int | None,
+) -> dict[str, np.ndarray]:
+    """Song et al. (2016) Algorithm 1 with random permutations recovered from the design."""
+    m = Y.shape[1]
+    nv = n * n_inner
+    blocks = X[nv:].reshape(n, d - 1, n_inner, d)
+    varies = np.ptp(blocks, axis=2) > 0  # (n, d-1, d): the set J of each prefix
+    added = varies.copy()
+    added[:, 1:] &= ~varies[:, :-1]
+    if not (np.all(added.sum(axis=2) == 1) and np.all(varies.sum(axis=2) == np.arange(1, d))):
+        raise ValueError(
+            "shapley: X is not a design of sample(..., permutations='random') with this n_inner"
+        )
+    perm = np.empty((n, d), dtype=int)
+    perm[:, : d - 1] = np.argmax(added, axis=2)
+    perm[:, d - 1] = np.argmin(varies[:, -1], axis=1)
+    cond = Y[nv:].reshape(n, d - 1, n_inner, m).var(axis=2, ddof=1)  # (n, d-1, m)
+    delta = np.diff(cond, axis=1, prepend=0.0)  # contributions of steps 1 … d-1
+    contrib = np.zeros((n, d, m))
+    rows = np.arange(n)[:, None]
+    contrib[rows, perm[:, : d - 1]] = delta
+    last = np.zeros((n, d))
+    last[np.arange(n), perm[:, d - 1]] = 1.0
+    minus_last = contrib.copy()
+    minus_last[np.arange(n), perm[:, d - 1]] -= cond[:, -1]
+
+    def effects(idx: np.ndarray, var: np.ndarray) -> np.ndarray:
+        return (minus_last[idx].mean(axis=0) + last[idx].mean(axis=0)[:, None] * var).T
+
+    var = Y[:nv].var(axis=0, ddof=1)
+    sh = effects(np.arange(n), var)  # (m, d)
+    rng = np.random.default_rng(seed)
+    boot = np.empty((num_resamples, m, d))
+    for b in range(num_resamples):
+        var_b = Y[rng.integers(0, nv, nv)].var(axis=0, ddof=1)
+        boot[b] = effects(rng.integers(0, n, n), var_b) / var_b[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "Sh": sh / var[:, None],
+            "Sh_conf": z * boot.std(axis=0, ddof=1),
+            "Sh_var": sh,
             "variance": var,
         }
 
@@ -157,6 +253,7 @@ def analyze(
     *,
     seed: int | None,
     n_inner: int = 3,
+    permutations: str = "exact",
     num_resamples: int = 200,
     conf_level: float = 0.95,
     dims: Sequence[str] | None = None,
@@ -166,8 +263,9 @@ def analyze(
     Parameters
     ----------
     problem : Problem
-    X : ndarray, shape (n n_inner (2^d - 1), d)
-        The design of :func:`sample` (with the same ``n_inner``).
+    X : ndarray
+        The design of :func:`sample` (with the same ``n_inner`` and ``permutations``; random
+        permutations are read back from which columns vary within each block).
     Y, seed, num_resamples, conf_level, dims
         As :func:`credibility.sensitivity.sobol.analyze`.
 
@@ -177,17 +275,23 @@ def analyze(
         ``Sh``, ``Sh_conf`` (fractions of variance), ``Sh_var`` (output units squared) dims
         ``(output, parameter, *extra)``; ``variance`` dims ``(output, *extra)``.
     """
-    _check_d(problem)
+    _check(problem, permutations)
     X = check_rows(X, problem.d, "shapley")
-    per = n_inner * (2**problem.d - 1)
+    d = problem.d
+    per = n_inner * (2**d - 1 if permutations == "exact" else d)
     if len(X) % per:
-        raise ValueError(f"shapley: {len(X)} rows is not a multiple of n_inner (2^d - 1) = {per}")
+        raise ValueError(
+            f"shapley: {len(X)} rows is not a multiple of {per} "
+            f"(n_inner = {n_inner}, permutations = {permutations!r}, d = {d})"
+        )
     n = len(X) // per
     outputs = as_outputs(Y, len(X), dims)
     z = z_value(conf_level)
 
     def columns(Y2: np.ndarray) -> dict[str, np.ndarray]:
-        return _shapley_columns(Y2, problem.d, n, n_inner, num_resamples, z, seed)
+        if permutations == "exact":
+            return _exact_columns(Y2, d, n, n_inner, num_resamples, z, seed)
+        return _random_columns(X, Y2, d, n, n_inner, num_resamples, z, seed)
 
     var_dims = {"Sh": ("parameter",), "Sh_conf": ("parameter",), "Sh_var": ("parameter",)}
     var_dims |= {"variance": ()}
@@ -201,7 +305,8 @@ def analyze(
     ds.attrs = {
         "method": "shapley",
         "citation": CITATION,
-        "n_outer": n,
+        "permutations": permutations,
+        "n": n,
         "n_inner": n_inner,
         "n_evaluations": len(X),
         "conf_level": conf_level,
