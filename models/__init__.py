@@ -5,12 +5,27 @@ from __future__ import annotations
 from .base import STATUS, STATUS_FLAG_MEANINGS, Model, ModelInputError, Variable, run_batch
 from .registry import ModelNotFoundError, available_models, get_model
 
+
+def __getattr__(name: str):
+    # heavy or optional model classes load on first use
+    if name == "ExternalSolverModel":
+        from .external import ExternalSolverModel
+
+        return ExternalSolverModel
+    if name == "TAVRModel":
+        from .tavr import TAVRModel
+
+        return TAVRModel
+    raise AttributeError(f"module 'models' has no attribute {name!r}")
+
 __all__ = [
     "STATUS",
     "STATUS_FLAG_MEANINGS",
+    "ExternalSolverModel",
     "Model",
     "ModelInputError",
     "ModelNotFoundError",
+    "TAVRModel",
     "Variable",
     "available_models",
     "get_model",
