@@ -366,3 +366,20 @@ def test_shapley_random_permutations_for_many_inputs():
     assert sh.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(sh, exact, atol=0.03)
     assert np.all(ds["Sh_conf"].values > 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "n"),
+    [("sobol", 64), ("morris", 10), ("fast", 80), ("rbd", 200), ("pce", 60), ("shapley", 20)],
+)
+def test_same_seed_same_indices(method, n):
+    p = ishigami_problem()
+
+    def evaluate(X):
+        return {"y": ishigami(X)}
+
+    opts = {"num_resamples": 5}
+    a = run(p, evaluate, method=method, n=n, seed=42, analyze_options=opts)
+    b = run(p, evaluate, method=method, n=n, seed=42, analyze_options=opts)
+    xr.testing.assert_identical(a, b)
+    assert a.sizes["step"] == 1 and a.attrs["converged"] == 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from matplotlib.figure import Figure
 
 from credibility._problem import Problem
 from credibility.sensitivity import delta, fast, morris, pawn, pce, rbd, shapley, sobol
@@ -190,6 +191,9 @@ def _check_extra(da: xr.DataArray, keep: Sequence[str]) -> None:
 def plot_indices(ds: xr.Dataset, path: str, *, indices: Sequence[str] | None = None) -> None:
     """Bar chart of indices per output with confidence-interval whiskers, saved to ``path``.
 
+    Drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas; pyplot and the global
+    backend are not touched).
+
     Parameters
     ----------
     ds : xarray.Dataset
@@ -199,19 +203,13 @@ def plot_indices(ds: xr.Dataset, path: str, *, indices: Sequence[str] | None = N
     indices : sequence of str, optional
         Default: the method's :data:`DEFAULT_INDICES`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     watched = _watched(ds, indices)
     for k in watched:
         _check_extra(ds[k], ("output", "parameter"))
     outputs = list(ds["output"].values)
     params = list(ds["parameter"].values)
-    fig, axes = plt.subplots(
-        len(outputs), 1, figsize=(1.2 + 0.9 * len(params), 2.6 * len(outputs)), squeeze=False
-    )
+    fig = Figure(figsize=(1.2 + 0.9 * len(params), 2.6 * len(outputs)))
+    axes = fig.subplots(len(outputs), 1, squeeze=False)
     width = 0.8 / len(watched)
     x = np.arange(len(params))
     for ax, out in zip(axes[:, 0], outputs, strict=False):
@@ -227,16 +225,10 @@ def plot_indices(ds: xr.Dataset, path: str, *, indices: Sequence[str] | None = N
         ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_convergence(ds: xr.Dataset, path: str, *, indices: Sequence[str] | None = None) -> None:
     """Indices vs cumulative model evaluations with CI bands (from :func:`run`), saved to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     watched = _watched(ds, indices)
     if f"{watched[0]}_history" not in ds:
         raise ValueError("plot_convergence needs the result of credibility.sensitivity.run")
@@ -244,9 +236,8 @@ def plot_convergence(ds: xr.Dataset, path: str, *, indices: Sequence[str] | None
         _check_extra(ds[f"{k}_history"], ("step", "output", "parameter"))
     outputs = list(ds["output"].values)
     n_eval = ds["n_evaluations"].values
-    fig, axes = plt.subplots(
-        len(outputs), len(watched), figsize=(4.5 * len(watched), 3.0 * len(outputs)), squeeze=False
-    )
+    fig = Figure(figsize=(4.5 * len(watched), 3.0 * len(outputs)))
+    axes = fig.subplots(len(outputs), len(watched), squeeze=False)
     for r, out in enumerate(outputs):
         for c, k in enumerate(watched):
             ax = axes[r, c]
@@ -266,4 +257,3 @@ def plot_convergence(ds: xr.Dataset, path: str, *, indices: Sequence[str] | None
     )
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

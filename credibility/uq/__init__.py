@@ -366,7 +366,10 @@ def trial_outcome(
         vw = valid * w[None, :, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             p_s = ew.sum(axis=1) / vw.sum(axis=1)  # (S, M)
-            p_sb = np.einsum("spm,bp->sbm", ew, C) / np.einsum("spm,bp->sbm", vw, C)
+            # (M, S, P) @ (P, B): BLAS matrix products, then (S, B, M)
+            num = ew.transpose(2, 0, 1) @ C.T
+            den = vw.transpose(2, 0, 1) @ C.T
+            p_sb = (num / den).transpose(1, 2, 0)
             e_bar = np.nanmean(np.where(valid, e, np.nan), axis=0)  # (P, M)
             ok = np.isfinite(e_bar)
             p_b = (np.where(ok, e_bar, 0.0) * w[:, None]).T @ C.T / ((ok * w[:, None]).T @ C.T)
