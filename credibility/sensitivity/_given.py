@@ -12,7 +12,9 @@ from credibility.sensitivity._common import names_of
 __all__ = ["given_data_sample", "given_inputs"]
 
 
-def given_data_sample(problem: Problem | Sequence[str], n: int, seed: int | None, method: str):
+def given_data_sample(
+    problem: Problem | Sequence[str], n: int, seed: int | None, method: str
+) -> np.ndarray:
     """I.i.d. rows of the joint distribution (with its correlation) for given-data methods."""
     if not isinstance(problem, Problem):
         raise TypeError(
