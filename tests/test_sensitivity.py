@@ -383,3 +383,35 @@ def test_same_seed_same_indices(method, n):
     b = run(p, evaluate, method=method, n=n, seed=42, analyze_options=opts)
     xr.testing.assert_identical(a, b)
     assert a.sizes["step"] == 1 and a.attrs["converged"] == 0
+
+
+@pytest.mark.parametrize("permutations", ["exact", "random"])
+def test_shapley_design_of_n_is_a_prefix_of_2n(permutations):
+    p = problem_from_config(
+        {
+            "parameters": {k: {"dist": "normal", "mean": 0, "sd": 1} for k in "abcd"},
+            "correlation": {"a": {"b": 0.4}, "c": {"d": -0.3}},
+        }
+    )
+    small = shapley.sample(p, 8, seed=5, permutations=permutations)
+    large = shapley.sample(p, 16, seed=5, permutations=permutations)
+    np.testing.assert_array_equal(large[: len(small)], small)
+    rows = []
+
+    def evaluate(X):
+        rows.append(len(X))
+        return {"y": X @ [1.0, 2.0, 0.5, -1.0]}
+
+    ds = run(
+        p,
+        evaluate,
+        method="shapley",
+        n=8,
+        seed=5,
+        ci_target=1e-9,
+        n_max=32,
+        sample_options={"permutations": permutations},
+        analyze_options={"num_resamples": 5},
+    )
+    assert rows == [len(small), len(small), 2 * len(small)]  # only new rows are evaluated
+    assert ds.attrs["permutations"] == permutations

@@ -107,7 +107,8 @@ def run(
         ``<index>_conf_history`` with a leading dim ``step``, coordinates ``n`` and
         ``n_evaluations`` (cumulative model evaluations) along ``step``, and attrs
         ``converged`` (0/1), ``ci_target``, ``total_evaluations``. Rows already evaluated are
-        reused when the larger design starts with the smaller one (sobol, pce, delta, pawn).
+        reused when the larger design starts with the smaller one (sobol, pce, delta, pawn,
+        shapley).
     """
     mod = _module(method)
     watched = tuple(indices or DEFAULT_INDICES[method])

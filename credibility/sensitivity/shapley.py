@@ -15,8 +15,9 @@ with the cost ``c(J) = E[Var(Y | X_{-J})]`` (Song et al. 2016, Theorem 1). Two d
 
 Conditional sampling is exact for the problem's Gaussian copula: normal scores are jointly
 Gaussian, so ``Z_J | Z_{-J}`` is Gaussian with the usual conditional mean and covariance, and
-``X = F^-1(Phi(Z))``. ``Var(Y)`` comes from the first ``n n_inner`` i.i.d. rows; ``analyze``
-recovers ``n`` from the row count.
+``X = F^-1(Phi(Z))``. ``Var(Y)`` comes from ``n n_inner`` further i.i.d. rows; ``analyze``
+recovers ``n`` from the row count. Rows are grouped by outer index, so the design of ``n`` is a
+prefix of the design of ``2 n`` (:func:`~credibility.sensitivity.run` re-uses them).
 
 ``Sh`` is normalised by ``Var(Y)`` (effects sum to 1); ``Sh_conf`` is the bootstrap half-width
 (outer draws resampled within each subset, or permutations resampled); ``Sh_var`` is in output
@@ -94,20 +95,20 @@ def _check(problem: Problem, permutations: str) -> None:
         )
 
 
-def _conditional_block(
-    rng: np.random.Generator, R: np.ndarray, J: np.ndarray, n_outer: int, n_inner: int
+def _conditional(
+    R: np.ndarray, J: np.ndarray, e_outer: np.ndarray, e_inner: np.ndarray
 ) -> np.ndarray:
-    """Normal scores: ``n_outer`` draws of ``Z_K`` each with ``n_inner`` draws of ``Z_J | Z_K``."""
+    """Normal scores (n, n_inner, d): ``Z_K`` from ``e_outer`` (n, |K|), ``Z_J | Z_K`` from
+    ``e_inner`` (n, n_inner, |J|), both standard normal."""
     d = len(R)
     K = np.setdiff1d(np.arange(d), J)
-    Z_K = rng.standard_normal((n_outer, len(K))) @ np.linalg.cholesky(R[np.ix_(K, K)]).T
+    Z_K = e_outer @ np.linalg.cholesky(R[np.ix_(K, K)]).T
     A = np.linalg.solve(R[np.ix_(K, K)], R[np.ix_(K, J)])  # (|K|, |J|)
     cov = R[np.ix_(J, J)] - R[np.ix_(J, K)] @ A
-    eps = rng.standard_normal((n_outer, n_inner, len(J))) @ np.linalg.cholesky(cov).T
-    Z = np.empty((n_outer, n_inner, d))
+    Z = np.empty((len(e_outer), e_inner.shape[1], d))
     Z[:, :, K] = Z_K[:, None, :]
-    Z[:, :, J] = (Z_K @ A)[:, None, :] + eps
-    return Z.reshape(n_outer * n_inner, d)
+    Z[:, :, J] = (Z_K @ A)[:, None, :] + e_inner @ np.linalg.cholesky(cov).T
+    return Z
 
 
 def sample(
@@ -137,24 +138,39 @@ def sample(
     Returns
     -------
     ndarray, shape (n_rows, d)
-        The first ``n n_inner`` rows are i.i.d. (for ``Var(Y)``), then blocks of
-        ``n_inner`` rows that share ``X_{-J}`` and differ in ``X_J``.
+        One group of rows per outer index (per permutation): ``n_inner`` i.i.d. rows (for
+        ``Var(Y)``), then blocks of ``n_inner`` rows that share ``X_{-J}`` and differ in
+        ``X_J``. The design of ``n`` is the first rows of the design of ``2 n``.
     """
     _check(problem, permutations)
     if n_inner < 2 or n < 2:
         raise ValueError(f"shapley: need n >= 2 and n_inner >= 2; got n={n}, n_inner={n_inner}")
     d, R = problem.d, problem.correlation
-    rng = np.random.default_rng(seed)
-    blocks = [rng.standard_normal((n * n_inner, d)) @ np.linalg.cholesky(R).T]
+    n_groups = 2**d - 1 if permutations == "exact" else d
+    # One row of standard normals per outer index, drawn row by row: the design of n is the
+    # first rows of the design of 2 n, so run() can double n re-using evaluated rows.
+    step = d + n_inner * d  # normals per conditional block (|K| + n_inner |J| <= step)
+    width = n_inner * d + (n_groups - 1) * step + (d if permutations == "random" else 0)
+    E = np.random.default_rng(seed).standard_normal((n, width))
+    Z = np.empty((n, n_groups, n_inner, d))
+    Z[:, 0] = E[:, : n_inner * d].reshape(n, n_inner, d) @ np.linalg.cholesky(R).T
+
+    def block(rows: slice | int, g: int, J: np.ndarray) -> np.ndarray:
+        off = n_inner * d + (g - 1) * step
+        e = np.atleast_2d(E[rows])
+        k, j = d - len(J), len(J)
+        e_in = e[:, off + k : off + k + n_inner * j].reshape(len(e), n_inner, j)
+        return _conditional(R, J, e[:, off : off + k], e_in)
+
     if permutations == "exact":
-        for mask in _subsets(d):
-            blocks.append(_conditional_block(rng, R, _members(mask, d), n, n_inner))
+        for g, mask in enumerate(_subsets(d), start=1):
+            Z[:, g] = block(slice(None), g, _members(mask, d))
     else:
-        for _ in range(n):
-            perm = rng.permutation(d)
-            for j in range(1, d):
-                blocks.append(_conditional_block(rng, R, perm[:j], 1, n_inner))
-    return problem.from_normal_scores(np.concatenate(blocks))
+        perms = np.argsort(E[:, -d:], axis=1)  # uniform random permutations
+        for i in range(n):
+            for g in range(1, d):
+                Z[i, g] = block(i, g, perms[i, :g])[0]
+    return problem.from_normal_scores(Z.reshape(-1, d))
 
 
 def _exact_columns(
@@ -162,10 +178,12 @@ def _exact_columns(
 ) -> dict[str, np.ndarray]:
     """Exact-permutation estimator: costs of every subset, then ``Sh = W c``."""
     m = Y.shape[1]
-    nv = n * n_inner
     subsets = _subsets(d)
+    Yr = Y.reshape(n, len(subsets) + 1, n_inner, m)
+    V = Yr[:, 0].reshape(n * n_inner, m)  # i.i.d. rows for Var(Y)
+    nv = len(V)
     # (n_sub, n, m): Var(Y | X_{-J}) for each outer draw
-    cond = Y[nv:].reshape(len(subsets), n, n_inner, m).var(axis=2, ddof=1)
+    cond = Yr[:, 1:].var(axis=2, ddof=1).transpose(1, 0, 2)
     W = _weights(d)
     masks = np.array(subsets)
 
@@ -175,14 +193,14 @@ def _exact_columns(
         c[2**d - 1] = var
         return (W @ c).T  # (m, d)
 
-    var = Y[:nv].var(axis=0, ddof=1)
+    var = V.var(axis=0, ddof=1)
     sh = effects(cond.mean(axis=1), var)
     rng = np.random.default_rng(seed)
     boot = np.empty((num_resamples, m, d))
     for b in range(num_resamples):
         idx = rng.integers(0, n, (len(subsets), n))
         c_b = np.take_along_axis(cond, idx[:, :, None], axis=1).mean(axis=1)
-        var_b = Y[rng.integers(0, nv, nv)].var(axis=0, ddof=1)
+        var_b = V[rng.integers(0, nv, nv)].var(axis=0, ddof=1)
         boot[b] = effects(c_b, var_b) / var_b[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
@@ -205,8 +223,10 @@ def _random_columns(
 ) -> dict[str, np.ndarray]:
     """Song et al. (2016) Algorithm 1 with random permutations recovered from the design."""
     m = Y.shape[1]
-    nv = n * n_inner
-    blocks = X[nv:].reshape(n, d - 1, n_inner, d)
+    blocks = X.reshape(n, d, n_inner, d)[:, 1:]
+    Yr = Y.reshape(n, d, n_inner, m)
+    V = Yr[:, 0].reshape(n * n_inner, m)  # i.i.d. rows for Var(Y)
+    nv = len(V)
     varies = np.ptp(blocks, axis=2) > 0  # (n, d-1, d): the set J of each prefix
     added = varies.copy()
     added[:, 1:] &= ~varies[:, :-1]
@@ -217,7 +237,7 @@ def _random_columns(
     perm = np.empty((n, d), dtype=int)
     perm[:, : d - 1] = np.argmax(added, axis=2)
     perm[:, d - 1] = np.argmin(varies[:, -1], axis=1)
-    cond = Y[nv:].reshape(n, d - 1, n_inner, m).var(axis=2, ddof=1)  # (n, d-1, m)
+    cond = Yr[:, 1:].var(axis=2, ddof=1)  # (n, d-1, m)
     delta = np.diff(cond, axis=1, prepend=0.0)  # contributions of steps 1 … d-1
     contrib = np.zeros((n, d, m))
     rows = np.arange(n)[:, None]
@@ -230,12 +250,12 @@ def _random_columns(
     def effects(idx: np.ndarray, var: np.ndarray) -> np.ndarray:
         return (minus_last[idx].mean(axis=0) + last[idx].mean(axis=0)[:, None] * var).T
 
-    var = Y[:nv].var(axis=0, ddof=1)
+    var = V.var(axis=0, ddof=1)
     sh = effects(np.arange(n), var)  # (m, d)
     rng = np.random.default_rng(seed)
     boot = np.empty((num_resamples, m, d))
     for b in range(num_resamples):
-        var_b = Y[rng.integers(0, nv, nv)].var(axis=0, ddof=1)
+        var_b = V[rng.integers(0, nv, nv)].var(axis=0, ddof=1)
         boot[b] = effects(rng.integers(0, n, n), var_b) / var_b[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         return {

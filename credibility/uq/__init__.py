@@ -123,9 +123,11 @@ def _fit(
         ok = np.isfinite(Y2).all(axis=0)
         Yf = np.where(ok, Y2, 0.0)
         return fit_spectral(problem, X, Yf, order=order), ok
-    rows = np.isfinite(Y2).all(axis=1)
-    fit = fit_collocation(problem, X[rows], Y2[rows], order=order)
-    return fit, np.ones(Y2.shape[1], dtype=bool)
+    # a column (e.g. one patient) that failed for some parameter rows has no surrogate; the
+    # other columns keep every row
+    ok = np.isfinite(Y2).all(axis=0)
+    fit = fit_collocation(problem, X, np.where(ok, Y2, 0.0), order=order)
+    return fit, ok
 
 
 def analyze(
