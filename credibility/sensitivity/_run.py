@@ -84,7 +84,8 @@ def run(
     method : {"sobol", "morris", "fast", "rbd", "delta", "pawn", "shapley", "pce"}
     n : int
         Initial sample size, in the method's own unit (base size for sobol, trajectories for
-        morris, points per curve for fast, rows for rbd/delta/pawn/pce, outer draws for shapley).
+        morris, points per curve for fast, rows for rbd/delta/pawn/pce, outer draws or
+        permutations for shapley).
     seed : int or None
         Seed of sampling and bootstrap.
     ci_target : float or None
