@@ -155,9 +155,13 @@ def _ppm_events(bmi: np.ndarray) -> dict[str, Any]:
     return {"ppm_moderate_or_severe": at_most(moderate), "ppm_severe": at_most(severe)}
 
 
-def _subset(cohort: str | Path, k: int) -> xr.Dataset:
+def _subset(cohort: str | Path, k: int, outcomes: str | Path | None = None) -> xr.Dataset:
+    """The first ``k`` patients (with ``outcomes``: the first ``k`` simulated ok in every arm)."""
     ds = xr.open_zarr(cohort, consolidated=False)
-    return ds.isel(patient=slice(0, min(k, ds.sizes["patient"]))).load()
+    if outcomes is None:
+        return ds.isel(patient=slice(0, min(k, ds.sizes["patient"]))).load()
+    ok = (xr.open_zarr(outcomes, consolidated=False)["status"] == 0).all("arm").values
+    return ds.isel(patient=np.flatnonzero(ok)[:k]).load()
 
 
 def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
@@ -244,6 +248,7 @@ def run_uq(
     runs: str,
     summary: str,
     figure: str,
+    outcomes: str | None = None,
     client: Any = None,
 ) -> xr.Dataset | None:
     """UQ stage: propagate the ``uncertainty`` parameters to every endpoint, per patient and arm.
@@ -263,7 +268,7 @@ def run_uq(
         )
         return None
     problem = uncertainty_problem(config)
-    subset = _subset(cohort, ucfg["patients"])
+    subset = _subset(cohort, ucfg["patients"], outcomes)
     model = model_of(config)
     endpoints = float_endpoints(model, config["endpoints"])
     if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in model.outputs:
@@ -362,7 +367,7 @@ def run_sensitivity(
     mode = "w"
     if scfg["enabled"] and config["uncertainty"]["parameters"]:
         problem = uncertainty_problem(config)
-        subset = _subset(cohort, scfg["patients"])
+        subset = _subset(cohort, scfg["patients"], outcomes)
         arms = arms_of(config)
         evaluator = EngineEvaluator(
             subset,

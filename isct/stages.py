@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .cluster import ENV_WORKERS
 from .config import model_of, resolve_path, validate_config
 from .engine import expand_arms, simulate
 
@@ -24,8 +25,14 @@ __all__ = ["run_cohort", "run_simulate", "setup_logging", "trial_config"]
 log = logging.getLogger("isct")
 
 
-def setup_logging(log_file: str) -> None:
-    """Send a stage's logging and warnings to its Snakemake log file (and stderr)."""
+def setup_logging(log_file: str, threads: int | None = None) -> None:
+    """Send a stage's logging and warnings to its Snakemake log file (and stderr).
+
+    ``threads`` (the Snakemake job's threads) sizes the embedded LocalCluster unless the
+    command line chose the workers or a scheduler already.
+    """
+    if threads:
+        os.environ.setdefault(ENV_WORKERS, str(threads))
     handler = logging.FileHandler(log_file, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()], force=True)

@@ -15,6 +15,7 @@ rule sensitivity:
         f"{RESULTS}/benchmarks/sensitivity.tsv"
     conda:
         "../../environment.yml"
+    threads: workflow.cores
     params:
         outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/sa.zarr",

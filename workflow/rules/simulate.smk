@@ -12,6 +12,7 @@ rule simulate:
         f"{RESULTS}/benchmarks/simulate.tsv"
     conda:
         "../../environment.yml"
+    threads: workflow.cores
     params:
         store=f"{RESULTS}/outcomes.zarr",
     script:

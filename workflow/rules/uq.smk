@@ -15,7 +15,9 @@ rule uq:
         f"{RESULTS}/benchmarks/uq.tsv"
     conda:
         "../../environment.yml"
+    threads: workflow.cores
     params:
+        outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/uq.zarr",
         runs=f"{RESULTS}/uq_runs.zarr",
     script:

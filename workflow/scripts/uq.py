@@ -5,10 +5,11 @@ from isct.stages import setup_logging, trial_config
 
 # Dask worker processes re-import this file (spawn): run only in the Snakemake job itself.
 if __name__ == "__main__":
-    setup_logging(snakemake.log[0])  # noqa: F821
+    setup_logging(snakemake.log[0], snakemake.threads)  # noqa: F821
     run_uq(
         trial_config(snakemake.config),  # noqa: F821
         cohort=snakemake.input.cohort,  # noqa: F821
+        outcomes=snakemake.params.outcomes,  # noqa: F821
         store=snakemake.params.store,  # noqa: F821
         runs=snakemake.params.runs,  # noqa: F821
         summary=snakemake.output.summary,  # noqa: F821
