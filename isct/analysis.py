@@ -177,6 +177,9 @@ def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
         return value
 
     ds = ds.copy()
+    for name, coord in ds.coords.items():  # fixed-width unicode has no zarr v3 spec: use vlen
+        if coord.dtype.kind == "U":
+            ds = ds.assign_coords({name: coord.astype(object)})
     ds.attrs = {k: clean(v) for k, v in ds.attrs.items()}
     for var in ds.variables.values():
         var.attrs = {k: clean(v) for k, v in var.attrs.items()}

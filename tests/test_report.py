@@ -47,7 +47,7 @@ SECTIONS = (
     "summary", "qoi", "model", "verification", "validation", "uq-sa", "results", "subgroups",
     "failures", "assessment", "limitations", "provenance",
 )  # fmt: skip
-QOI = ["mean_gradient_mmhg", "eoa_cm2", "ppm_class"]
+QOI = ["mean_gradient_mmhg", "eoa_gorlin_cm2", "ppm_class"]
 CARD = {
     "name": "tavr_lumped",
     "version": "0.1",

@@ -60,19 +60,21 @@ def synthetic_trial(n: int = 400, seed: int = 1) -> tuple[xr.Dataset, xr.Dataset
     size_mm = np.stack([np.array([20, 23, 26, 29])[size[0]], np.array([23, 26, 29, 34])[size[1]]])
     eoa = np.stack([0.0036 * area, 0.0042 * area]) * rng.lognormal(0, 0.1, (2, n))
     grad = 22.0 / eoa**1.2
+    gorlin = eoa * rng.lognormal(0, 0.02, (2, n))  # the model's Gorlin EOA, near the device EOA
     eoai = eoa / bsa
     ppm = np.where(eoai <= 0.65, 2, np.where(eoai <= 0.85, 1, 0)).astype(np.int8)
     status = np.zeros((2, n), dtype=np.int8)
     status[0, :3] = 2
     status[1, 5] = 1
     bad = status != 0
-    eoa[bad] = grad[bad] = eoai[bad] = np.nan
+    eoa[bad] = grad[bad] = eoai[bad] = gorlin[bad] = np.nan
     ppm[bad] = -1
     dims = ("arm", "patient")
     outcomes = xr.Dataset(
         {
             "mean_gradient_mmhg": (dims, grad, {"units": "mmHg"}),
             "eoa_cm2": (dims, eoa, {"units": "cm^2"}),
+            "eoa_gorlin_cm2": (dims, gorlin, {"units": "cm^2"}),
             "eoai_cm2_m2": (dims, eoai, {"units": "cm^2/m^2"}),
             "valve_size_mm": (dims, size_mm.astype(float), {"units": "mm"}),
             "ppm_class": (
@@ -248,7 +250,9 @@ def test_validate_known_answer_against_direct_computation(trial):
     # by-size row restricted to the valve size
     sizes = be["valve_size_mm"].values
     m = (be["status"].values == 0) & (sizes == 26)
-    assert t.loc["ref_eoa_s3_26", "predicted"] == pytest.approx(be["eoa_cm2"].values[m].mean())
+    assert t.loc["ref_eoa_s3_26", "predicted"] == pytest.approx(
+        be["eoa_gorlin_cm2"].values[m].mean()
+    )
     assert set(table["verdict"]) <= {"consistent", "inconsistent", "no prediction"}
     summary = validation_summary(table)
     assert summary["n_comparators"] == len(comps)
@@ -289,7 +293,7 @@ def test_sampling_weights_change_prediction(trial):
     t_w = validate(outcomes, comps, cohort.assign(sampling_weight=w)).set_index("id")
     se = outcomes.sel(arm="self_expanding")
     ok = se["status"].values == 0
-    expected = np.average(se["eoa_cm2"].values[ok], weights=w.values[ok])
+    expected = np.average(se["eoa_gorlin_cm2"].values[ok], weights=w.values[ok])
     assert t_w.loc["evolut_lr_eoa_1y", "predicted"] == pytest.approx(expected)
     assert t_w.loc["evolut_lr_eoa_1y", "predicted"] != t_eq.loc["evolut_lr_eoa_1y", "predicted"]
     assert t_w.loc["evolut_lr_eoa_1y", "n_effective"] < t_eq.loc["evolut_lr_eoa_1y", "n_effective"]
@@ -354,7 +358,7 @@ def test_validation_and_applicability_summaries(trial):
     cohort, outcomes = trial
     table = validate(outcomes, load_comparators(TAVR_CSV), cohort)
     s = validation_summary(
-        table, ["mean_gradient_mmhg", "eoa_cm2", "ppm_class", "stroke_volume_ml"]
+        table, ["mean_gradient_mmhg", "eoa_gorlin_cm2", "ppm_class", "stroke_volume_ml"]
     )
     # 8 (arm, size) strata from the size tables + 2 arm-level strata + pooled
     assert s["n_strata"] == 11
