@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --cores 1
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf results reports .snakemake
