@@ -232,7 +232,9 @@ def run_report(
         res, config_path=cfg_file, inputs=inputs, outputs=outputs, seeds=seeds, root=root
     )
     mismatches = verify_hashes(res, root=root)
-    resim = resimulate(res, sample=min(20, outcomes.sizes["patient"]), seed=config["trial"]["seed"])
+    resim = resimulate(
+        res, sample=min(20, outcomes.sizes["patient"]), seed=config["trial"]["seed"], config=config
+    )
 
     validation = _read_csv(ev_dir / "validation.csv")
     applic = _read_csv(ev_dir / "applicability.csv")

@@ -21,14 +21,20 @@ import zarr
 
 from models import get_model, run_batch
 
+from .config import load_config, model_of
 from .errors import IsctError
 from .provenance import ManifestError, verify_hashes
 
 __all__ = ["resimulate", "verify"]
 
 
-def resimulate(results_dir: str | os.PathLike, *, sample: int = 100, seed: int = 0) -> list[str]:
+def resimulate(
+    results_dir: str | os.PathLike, *, sample: int = 100, seed: int = 0, config: dict | None = None
+) -> list[str]:
     """Re-simulate ``sample`` random patients of every arm; describe each that differs.
+
+    ``config`` (the trial config) supplies the model's options (external solvers); without it
+    the model is found by the registry name recorded in the outcomes store.
 
     Raises
     ------
@@ -42,7 +48,10 @@ def resimulate(results_dir: str | os.PathLike, *, sample: int = 100, seed: int =
         if not (p / "zarr.json").exists():
             raise IsctError(f"{p}: no zarr store here; is {results} a results folder of isct?")
     outcomes = xr.open_zarr(outcomes_path, consolidated=False)
-    model = get_model(outcomes.attrs["model"])
+    if config is not None and config["model"]["name"] in (outcomes.attrs["model"], "external"):
+        model = model_of(config)
+    else:
+        model = get_model(outcomes.attrs["model"])
     if str(model.version) != str(outcomes.attrs["model_version"]):
         return [
             f"{outcomes_path}: made with model {model.name!r} version "
@@ -95,5 +104,17 @@ def verify(results_dir: str | os.PathLike, *, sample: int = 100, seed: int = 0) 
         raise IsctError(str(err)) from err
     problems = [str(m) for m in mismatches]
     if sample > 0:
-        problems += resimulate(results, sample=sample, seed=seed)
+        problems += resimulate(
+            results, sample=sample, seed=seed, config=_trial_config(results, root)
+        )
     return problems
+
+
+def _trial_config(results: Path, root: Path) -> dict | None:
+    """The trial config the manifest names, if it is still readable and valid."""
+    try:
+        recorded = json.loads((results / "manifest.json").read_text())["config"]["path"]
+        path = Path(recorded) if Path(recorded).is_absolute() else root / recorded
+        return load_config(path)
+    except (OSError, KeyError, ValueError, IsctError):
+        return None
