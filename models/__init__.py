@@ -18,6 +18,7 @@ def __getattr__(name: str):
         return TAVRModel
     raise AttributeError(f"module 'models' has no attribute {name!r}")
 
+
 __all__ = [
     "STATUS",
     "STATUS_FLAG_MEANINGS",
