@@ -28,7 +28,12 @@ from scipy import stats
 
 from credibility import figures as _fig
 from credibility.plan import Plan, assess
-from credibility.validation import applicability_summary, proportion_interval, validation_summary
+from credibility.validation import (
+    applicability_summary,
+    patient_weights,
+    proportion_interval,
+    validation_summary,
+)
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -68,16 +73,6 @@ class ReportError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------ statistics
-
-
-def _weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarray:
-    n = outcomes.sizes["patient"]
-    if cohort is None or "sampling_weight" not in cohort:
-        return np.ones(n)
-    w = cohort["sampling_weight"]
-    if "patient" in outcomes.coords and "patient" in w.coords:
-        w = w.sel(patient=outcomes["patient"].values)
-    return np.asarray(w.values, dtype=float)
 
 
 def _mean_ci(x: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) -> dict[str, float]:
@@ -194,7 +189,7 @@ def results_by_arm(
     eps = _endpoints(outcomes, endpoints)
     arms = [str(a) for a in outcomes["arm"].values]
     ok = outcomes["status"].transpose("arm", "patient").values == 0
-    w = _weights(outcomes, cohort)
+    w = patient_weights(outcomes, cohort)
     frames = []
     for name in eps:
         x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
@@ -278,7 +273,7 @@ def arm_differences(
     if reference not in arms:
         raise ReportError(f"reference arm '{reference}' not in outcomes; allowed: {arms}")
     eps = _endpoints(outcomes, endpoints)
-    w = _weights(outcomes, cohort)
+    w = patient_weights(outcomes, cohort)
     ok = outcomes["status"].transpose("arm", "patient").values == 0
     i_ref = arms.index(reference)
     values = {
@@ -389,7 +384,7 @@ def subgroup_table(
         endpoints = [e for e in ("mean_gradient_mmhg", "eoai_cm2_m2") if e in outcomes]
     eps = _endpoints(outcomes, endpoints)
     arms = [str(a) for a in outcomes["arm"].values]
-    w = _weights(outcomes, cohort)
+    w = patient_weights(outcomes, cohort)
     ok = outcomes["status"].transpose("arm", "patient").values == 0
     cls = (
         outcomes["ppm_class"].transpose("arm", "patient").values

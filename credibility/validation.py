@@ -523,7 +523,14 @@ def _norm_unit(u: str) -> str:
     )
 
 
-def _weights_for(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarray:
+def patient_weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarray:
+    """Sampling weight of every patient of ``outcomes`` (1 without a cohort or weights).
+
+    Raises
+    ------
+    ValidationError
+        If the cohort's weights do not match the outcomes' patients.
+    """
     n = outcomes.sizes["patient"]
     if cohort is None or "sampling_weight" not in cohort:
         return np.ones(n)
@@ -655,7 +662,7 @@ def validate(
     available = sorted(str(v) for v in outcomes.data_vars)
     outcomes = outcomes[[v for v in outcomes.data_vars if v in needed]].load()
     arms = [str(a) for a in outcomes["arm"].values]
-    weights = _weights_for(outcomes, cohort)
+    weights = patient_weights(outcomes, cohort)
     u_num = dict(u_num or {})
     u_input = dict(u_input or {})
     rows = []

@@ -243,6 +243,20 @@ def plot_prediction_intervals(ds: xr.Dataset, path: str | Path, *, max_patients:
     plt.close(fig)
 
 
+def _evaluator(config, subset, model, arms, problem, endpoints, runs, client) -> EngineEvaluator:
+    return EngineEvaluator(
+        subset,
+        model,
+        arms,
+        problem.names,
+        endpoints,
+        runs,
+        settings=config["model"]["settings"],
+        batch_size=config["simulation"]["batch_size"],
+        client=client,
+    )
+
+
 def run_uq(
     config: dict,
     *,
@@ -277,17 +291,7 @@ def run_uq(
     if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in model.outputs:
         endpoints.append("eoai_cm2_m2")
     arms = arms_of(config)
-    evaluator = EngineEvaluator(
-        subset,
-        model,
-        arms,
-        problem.names,
-        endpoints,
-        runs,
-        settings=config["model"]["settings"],
-        batch_size=config["simulation"]["batch_size"],
-        client=client,
-    )
+    evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
     events = _ppm_events(subset["bmi_kg_m2"].values) if "bmi_kg_m2" in subset else None
     weights = subset["sampling_weight"].values if "sampling_weight" in subset else None
     ds = propagate(
@@ -372,17 +376,7 @@ def run_sensitivity(
         problem = uncertainty_problem(config)
         subset = _subset(cohort, scfg["patients"], outcomes)
         arms = arms_of(config)
-        evaluator = EngineEvaluator(
-            subset,
-            model,
-            arms,
-            problem.names,
-            endpoints,
-            runs,
-            settings=config["model"]["settings"],
-            batch_size=config["simulation"]["batch_size"],
-            client=client,
-        )
+        evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
 
         def cohort_mean(X):
             return {k: np.nanmean(v, axis=1) for k, v in evaluator(X).items()}
