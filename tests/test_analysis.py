@@ -1,0 +1,207 @@
+"""UQ/SA model runs through the engine (EngineEvaluator) and the cluster/CLI entry points."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from distributed import Client, LocalCluster
+
+from isct.analysis import EngineEvaluator, _ppm_events
+from isct.cli import main
+from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
+from isct.config import REPO_ROOT
+from isct.errors import ConfigError
+
+pytestmark = pytest.mark.distributed
+
+
+def cohort(n: int = 30) -> xr.Dataset:
+    rng = np.random.default_rng(3)
+    return xr.Dataset(
+        {
+            "svi_ml_m2": ("patient", rng.normal(39, 7, n)),
+            "bsa_m2": ("patient", rng.normal(2.0, 0.2, n)),
+            "heart_rate_bpm": ("patient", rng.normal(70, 12, n)),
+        },
+        coords={"patient": np.arange(n)},
+    )
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as c,
+        Client(c) as cl,
+    ):
+        yield cl
+
+
+ARMS = [{"name": "a", "device": {"eoa_cm2": 1.2}}, {"name": "b", "device": {"eoa_cm2": 2.0}}]
+
+
+def test_evaluator_runs_rows_times_patients_and_matches_the_formula(client, tmp_path):
+    ds = cohort()
+    ev = EngineEvaluator(
+        ds,
+        "orifice",
+        ARMS,
+        ["eoa_scale"],
+        ["mean_gradient_mmhg"],
+        tmp_path,
+        client=client,
+        batch_size=16,
+    )
+    X = np.array([[0.8], [1.0], [1.25]])
+    y = ev(X)["mean_gradient_mmhg"]
+    assert y.shape == (3, 30, 2)  # (rows, patients, arms)
+    q = ds["svi_ml_m2"].values * ds["bsa_m2"].values / 0.3 * 1e-6  # m3/s
+    for j, eoa in enumerate((1.2, 2.0)):
+        for r, scale in enumerate(X[:, 0]):
+            v = q / (eoa * scale * 1e-4)
+            np.testing.assert_allclose(y[r, :, j], 0.5 * 1050 * v**2 / 133.322, rtol=1e-12)
+    assert ev.evaluations == 3 * 30 * 2
+
+
+def test_evaluator_resumes_and_does_not_depend_on_batch_size(client, tmp_path):
+    X = np.array([[0.9], [1.1]])
+    first = EngineEvaluator(
+        cohort(),
+        "orifice",
+        ARMS,
+        ["eoa_scale"],
+        ["mean_gradient_mmhg"],
+        tmp_path / "r",
+        client=client,
+        batch_size=7,
+    )
+    y1 = first(X)["mean_gradient_mmhg"]
+    store = next((tmp_path / "r").glob("eval-*.zarr"))
+    again = first(X)["mean_gradient_mmhg"]  # the same design: nothing is recomputed
+    assert (
+        json.loads(xr.open_zarr(store, consolidated=False).attrs["isct_last_run"])["batches_run"]
+        == 0
+    )
+    other = EngineEvaluator(
+        cohort(),
+        "orifice",
+        ARMS,
+        ["eoa_scale"],
+        ["mean_gradient_mmhg"],
+        tmp_path / "s",
+        client=client,
+        batch_size=60,
+    )
+    np.testing.assert_array_equal(y1, again)
+    np.testing.assert_array_equal(y1, other(X)["mean_gradient_mmhg"])
+
+
+def test_parameter_names_must_not_shadow_cohort_variables(tmp_path):
+    with pytest.raises(ConfigError, match="share names with cohort variables"):
+        EngineEvaluator(cohort(), "orifice", ARMS, ["bsa_m2"], ["mean_gradient_mmhg"], tmp_path)
+
+
+def test_ppm_events_use_the_bmi_dependent_varc3_thresholds():
+    bmi = np.array([25.0, 35.0, 25.0, 35.0])
+    events = _ppm_events(bmi)
+    eoai = np.array([[[0.60], [0.60], [0.80], [0.68]]])  # (sample, patient, arm)
+    severe = events["ppm_severe"]({"eoai_cm2_m2": eoai})[0, :, 0]
+    moderate = events["ppm_moderate_or_severe"]({"eoai_cm2_m2": eoai})[0, :, 0]
+    np.testing.assert_array_equal(severe, [1, 0, 0, 0])  # 0.60 <= 0.65; BMI >= 30: 0.60 > 0.55
+    np.testing.assert_array_equal(moderate, [1, 1, 1, 1])  # <= 0.85 / <= 0.70
+
+
+def test_open_client_connects_to_an_existing_scheduler(client, monkeypatch):
+    address = client.scheduler.address
+    with open_client(address) as c:
+        assert c.scheduler.address == address
+        assert len(c.scheduler_info()["workers"]) == 2
+    monkeypatch.setenv(ENV_SCHEDULER, address)
+    with client_from_env() as c:
+        assert c.submit(sum, [1, 2]).result() == 3
+
+
+def test_cluster_profile_errors_name_file_and_key(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text(yaml.safe_dump({"kind": "kubernetes"}))
+    with pytest.raises(
+        ConfigError,
+        match=r"p\.yaml: key 'kind' must be one of \['address', 'local', 'pbs', 'slurm'\]",
+    ):
+        with open_client(profile=bad):
+            pass
+    bad.write_text(yaml.safe_dump({"kind": "address"}))
+    with pytest.raises(ConfigError, match="needs key 'address'"):
+        with open_client(profile=bad):
+            pass
+
+
+def test_local_cluster_profile(tmp_path):
+    profile = tmp_path / "local.yaml"
+    profile.write_text(yaml.safe_dump({"kind": "local", "n_workers": 1}))
+    with open_client(profile=profile) as c:
+        assert len(c.scheduler_info()["workers"]) == 1
+        assert c.run(lambda: __import__("os").environ.get("OMP_NUM_THREADS")).popitem()[1] == "1"
+
+
+def test_isct_cohort_command(tmp_path, capsys):
+    out = tmp_path / "c.zarr"
+    spec = REPO_ROOT / "cohorts" / "populations" / "tavr_severe_as.yaml"
+    assert (
+        main(
+            [
+                "cohort",
+                str(spec),
+                "--n",
+                "50",
+                "--seed",
+                "4",
+                "--out",
+                str(out),
+                "--batch-size",
+                "7",
+            ]
+        )
+        == 0
+    )
+    assert "wrote 50 patients" in capsys.readouterr().out
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds.sizes["patient"] == 50 and ds["annulus_area_mm2"].attrs["units"] == "mm2"
+    # the same cohort as in one batch
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isct.cli",
+            "cohort",
+            str(spec),
+            "--n",
+            "50",
+            "--seed",
+            "4",
+            "--out",
+            str(tmp_path / "d.zarr"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    other = xr.open_zarr(tmp_path / "d.zarr", consolidated=False)
+    np.testing.assert_array_equal(ds["annulus_area_mm2"].values, other["annulus_area_mm2"].values)
+
+
+def test_isct_cohort_bad_spec_is_one_clear_message(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    text = (REPO_ROOT / "cohorts" / "populations" / "tavr_severe_as.yaml").read_text()
+    spec.write_text(text.replace("probabilities: [0.47, 0.53]", "probabilities: [0.47, 0.63]"))
+    assert (
+        main(["cohort", str(spec), "--n", "5", "--seed", "1", "--out", str(tmp_path / "x.zarr")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "sex" in err and "Traceback" not in err
