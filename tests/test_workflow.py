@@ -161,3 +161,34 @@ def test_snakemake_lint_and_snakefmt_are_clean():
         cwd=REPO_ROOT,
     )
     assert fmt.returncode == 0, fmt.stderr
+
+
+def test_snakemake_report_holds_the_credibility_report(tiny_run):
+    out = tiny_run / "snakemake_report.html"
+    bindir = Path(sys.executable).parent
+    proc = subprocess.run(
+        [
+            bindir / "snakemake",
+            "--snakefile",
+            str(REPO_ROOT / "Snakefile"),
+            "--directory",
+            str(tiny_run),
+            "--configfile",
+            str(TINY),
+            "--cores",
+            "1",
+            "--report",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert (
+        "credibility_report.html" in text
+        and "Credibility report" in text
+        and "cohort_check.csv" in text
+    )
