@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,11 @@ def setup_logging(log_file: str, threads: int | None = None) -> None:
         os.environ.setdefault(ENV_WORKERS, str(threads))
     handler = logging.FileHandler(log_file, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()], force=True)
+    console = logging.StreamHandler()
+    console.addFilter(lambda r: r.levelno >= logging.WARNING or r.name.startswith("isct"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler, console], force=True)
+    # Snakemake marks directory() outputs with this file; zarr rightly ignores it
+    warnings.filterwarnings("ignore", message="Object at .snakemake_timestamp")
     logging.captureWarnings(True)
 
 
