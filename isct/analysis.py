@@ -356,11 +356,12 @@ def run_sensitivity(
     runs: str,
     summary: str,
     figure: str,
+    convergence_figure: str | None = None,
     client: Any = None,
 ) -> None:
     """SA stage: indices of the cohort-mean endpoints to the uncertain parameters (through the
     engine) and given-data indices of each endpoint to the correlated cohort covariates."""
-    from credibility.sensitivity import delta, pawn, plot_indices, run
+    from credibility.sensitivity import delta, pawn, plot_convergence, plot_indices, run
 
     from .stages import arms_of, write_json
 
@@ -388,11 +389,14 @@ def run_sensitivity(
             n=scfg["n"],
             seed=seed,
             ci_target=scfg["ci_target"],
+            n_max=scfg["n_max"],
             dims=("arm",),
         ).assign_coords(arm=[a["name"] for a in arms])
         _clean_attrs(params).to_zarr(store, group="parameters", mode=mode, consolidated=False)
         mode = "a"
         plot_indices(params.isel(arm=0), figure)
+        if convergence_figure is not None:
+            plot_convergence(params.isel(arm=0), convergence_figure)
         watched = [i for i in ("S1", "ST", "mu_star", "Sh") if i in params]
         result["parameters"] = {
             "method": scfg["method"],
@@ -400,6 +404,10 @@ def run_sensitivity(
             "patients": int(subset.sizes["patient"]),
             "model_evaluations": evaluator.evaluations,
             "converged": int(params.attrs.get("converged", 0)),
+            "ci_target": scfg["ci_target"],
+            "n_steps": [int(v) for v in params["n"].values]
+            if "n" in params.coords
+            else [scfg["n"]],
             "indices": {
                 idx: {
                     str(o): {

@@ -264,6 +264,7 @@ def run_report(
         "cohort_check": res / "figures" / "cohort_check.png",
         "uq_intervals": res / "figures" / "uq_intervals.png",
         "sa_indices": res / "figures" / "sa_indices.png",
+        "sa_convergence": res / "figures" / "sa_convergence.png",
     }
     verification.pop("by_endpoint", None)  # the same numbers as the GCI table
     if gci_table is not None:

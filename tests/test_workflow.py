@@ -71,6 +71,8 @@ def test_every_stage_wrote_its_outputs(tiny_run):
     assert set(uq["outcomes"]) == {"ppm_moderate_or_severe", "ppm_severe"}
     sa = json.loads((results / "sa.json").read_text())
     assert set(sa["parameters"]["names"]) == {"eoa_scale", "aorta_diameter_mm"}
+    assert sa["parameters"]["n_steps"] == [16, 32] and sa["parameters"]["converged"] == 0
+    assert (results / "figures" / "sa_convergence.png").stat().st_size > 1000
     s1 = sa["parameters"]["indices"]["S1"]["mean_gradient_mmhg"]["balloon_expandable"]
     assert s1["eoa_scale"] > s1["aorta_diameter_mm"]  # the valve area drives the gradient
     evidence = json.loads((results / "evidence" / "evidence.json").read_text())

@@ -9,6 +9,11 @@ rule sensitivity:
             caption="../report/sensitivity.rst",
             category="Sensitivity",
         ),
+        convergence=report(
+            f"{RESULTS}/figures/sa_convergence.png",
+            caption="../report/sensitivity.rst",
+            category="Sensitivity",
+        ),
     log:
         f"{RESULTS}/logs/sensitivity.log",
     benchmark:

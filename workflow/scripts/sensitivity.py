@@ -14,4 +14,5 @@ if __name__ == "__main__":
         runs=snakemake.params.runs,  # noqa: F821
         summary=snakemake.output.summary,  # noqa: F821
         figure=snakemake.output.figure,  # noqa: F821
+        convergence_figure=snakemake.output.convergence,  # noqa: F821
     )
