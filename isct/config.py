@@ -128,6 +128,26 @@ def validate_config(config: dict, *, source: str = "<config>") -> dict:
     return config
 
 
+def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator[str]:
+    """Load every file the config names with its own validator, so a bad population spec,
+    plan or comparator table stops the run before any work too."""
+    import cohorts
+    from credibility.plan import PlanError, load_plan
+    from credibility.validation import ComparatorError, load_comparators
+
+    checks = {
+        "cohort.population": (cohorts.load_spec, cohorts.CohortSpecError),
+        "credibility.plan": (load_plan, PlanError),
+        "credibility.comparators": (load_comparators, ComparatorError),
+    }
+    for key, (load, error) in checks.items():
+        if files.get(key):
+            try:
+                load(resolve_path(files[key]))
+            except (error, ValueError) as err:
+                yield f"{source}: key '{key}' names a file with a problem: {err}"
+
+
 def resolve_path(path: str | os.PathLike) -> Path:
     """A path from a trial config: absolute, or relative to the repository root."""
     path = Path(path)
@@ -143,9 +163,13 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         "credibility.plan": config.get("credibility", {}).get("plan"),
         "credibility.comparators": config.get("credibility", {}).get("comparators"),
     }
+    missing = False
     for key, path in files.items():
         if path is not None and not resolve_path(path).is_file():
+            missing = True
             yield f"{source}: key '{key}' names {path!r}, which does not exist (paths are relative to the repository root, where the trial runs)"
+    if not missing:
+        yield from _check_named_files(files, source)
     try:
         model = model_of(config, source=source)
     except (ModelNotFoundError, TypeError) as err:

@@ -123,3 +123,34 @@ def test_unreadable_config(tmp_path):
     bad.write_text("trial: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_bad_population_spec_stops_the_run_before_any_work(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    text = (REPO_ROOT / "cohorts" / "populations" / "tavr_severe_as.yaml").read_text()
+    spec.write_text(text.replace("probabilities: [0.47, 0.53]", "probabilities: [0.47, 0.63]"))
+    config = default_config()
+    config["cohort"]["population"] = str(spec)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, config))
+    message = str(err.value)
+    assert "cohort.population" in message and str(spec) in message and "sex" in message
+
+
+def test_bad_comparator_file_stops_the_run(tmp_path):
+    comparators = tmp_path / "comparators.csv"
+    comparators.write_text(
+        "id,quantity,statistic,arm,value,unit,citation\nx,eoa_cm2,average,pooled,2,cm2,c\n"
+    )
+    config = default_config()
+    config["credibility"]["comparators"] = str(comparators)
+    with pytest.raises(ConfigError, match=r"credibility\.comparators.*average"):
+        load_config(write(tmp_path, config))
+
+
+TRIALS = [DEFAULT, *sorted((REPO_ROOT / "config" / "trials").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", TRIALS, ids=lambda p: p.name)
+def test_every_shipped_trial_config_is_valid(path):
+    assert load_config(path)["trial"]["name"]
