@@ -426,9 +426,11 @@ def run_sensitivity(
             },
         }
     else:
-        _placeholder_figure(
-            figure, "Parameter sensitivity not run (disabled or no uncertain parameters)."
-        )
+        for path in (figure, convergence_figure):
+            if path is not None:
+                _placeholder_figure(
+                    path, "Parameter sensitivity not run (disabled or no uncertain parameters)."
+                )
     covariates = scfg["covariates"]
     if scfg["enabled"] and covariates:
         coh = xr.open_zarr(cohort, consolidated=False)
