@@ -18,7 +18,14 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["ENV_PROFILE", "ENV_SCHEDULER", "ENV_WORKERS", "client_from_env", "open_client"]
+__all__ = [
+    "ENV_PROFILE",
+    "ENV_SCHEDULER",
+    "ENV_WORKERS",
+    "client_from_env",
+    "jobqueue_cluster",
+    "open_client",
+]
 
 ENV_SCHEDULER = "ISCT_SCHEDULER"
 ENV_PROFILE = "ISCT_CLUSTER_PROFILE"
@@ -49,15 +56,53 @@ def _local_cluster(n_workers: int | None):
     )
 
 
-def _jobqueue_cluster(profile: Path):
+def _read_profile(profile: Path) -> dict[str, Any]:
     try:
         spec = yaml.safe_load(profile.read_text())
-    except OSError as err:
+    except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{profile}: cannot read cluster profile ({err})") from err
-    if not isinstance(spec, dict) or spec.get("kind") not in (*_JOBQUEUE_KINDS, "local", "address"):
+    kinds = sorted([*_JOBQUEUE_KINDS, "local", "address"])
+    if not isinstance(spec, dict) or spec.get("kind") not in kinds:
+        raise ConfigError(f"{profile}: key 'kind' must be one of {kinds}")
+    return spec
+
+
+def jobqueue_cluster(profile: str | os.PathLike) -> Any:
+    """The dask-jobqueue cluster a ``kind: slurm | pbs`` profile describes (no jobs started).
+
+    Worker processes are single-threaded (``processes = cores`` unless the profile says
+    otherwise) and their job script exports ``OMP_NUM_THREADS=1`` and friends.
+
+    Raises
+    ------
+    ConfigError
+        If the profile is unreadable, of another kind, or has options the cluster rejects.
+    """
+    profile = Path(profile)
+    spec = _read_profile(profile)
+    kind = spec["kind"]
+    if kind not in _JOBQUEUE_KINDS:
         raise ConfigError(
-            f"{profile}: key 'kind' must be one of {sorted([*_JOBQUEUE_KINDS, 'local', 'address'])}"
+            f"{profile}: kind {kind!r} is not a job-queue cluster; allowed: {sorted(_JOBQUEUE_KINDS)}"
         )
+    import dask_jobqueue
+
+    cluster_cls = getattr(dask_jobqueue, _JOBQUEUE_KINDS[kind])
+    options: dict[str, Any] = dict(spec.get("options", {}))
+    options.setdefault("processes", options.get("cores", 1))
+    options.setdefault(
+        "job_script_prologue", [f"export {k}={v}" for k, v in _SINGLE_THREAD_ENV.items()]
+    )
+    try:
+        return cluster_cls(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"{profile}: key 'options' is not accepted by {cluster_cls.__name__}: {err}"
+        ) from err
+
+
+def _cluster_from_profile(profile: Path) -> tuple[Any, str | None]:
+    spec = _read_profile(profile)
     kind = spec["kind"]
     if kind == "local":
         return _local_cluster(spec.get("n_workers")), None
@@ -65,19 +110,7 @@ def _jobqueue_cluster(profile: Path):
         if "address" not in spec:
             raise ConfigError(f"{profile}: kind 'address' needs key 'address' (tcp://host:port)")
         return None, spec["address"]
-    try:
-        import dask_jobqueue
-    except ImportError as err:
-        raise ConfigError(
-            f"{profile}: kind {kind!r} needs the package dask-jobqueue (pip install dask-jobqueue)"
-        ) from err
-    cluster_cls = getattr(dask_jobqueue, _JOBQUEUE_KINDS[kind])
-    options: dict[str, Any] = dict(spec.get("options", {}))
-    options.setdefault("processes", options.get("cores", 1))
-    options.setdefault(
-        "job_script_prologue", [f"export {k}={v}" for k, v in _SINGLE_THREAD_ENV.items()]
-    )
-    cluster = cluster_cls(**options)
+    cluster = jobqueue_cluster(profile)
     cluster.scale(jobs=int(spec.get("jobs", 1)))
     return cluster, None
 
@@ -105,7 +138,7 @@ def open_client(
     cluster = None
     address = scheduler
     if address is None and profile is not None:
-        cluster, address = _jobqueue_cluster(Path(profile))
+        cluster, address = _cluster_from_profile(Path(profile))
     if address is None and cluster is None:
         cluster = _local_cluster(n_workers)
     client = Client(address) if address is not None else Client(cluster)

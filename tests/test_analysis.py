@@ -205,3 +205,25 @@ def test_isct_cohort_bad_spec_is_one_clear_message(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "sex" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["slurm", "pbs"])
+def test_jobqueue_profiles_make_single_threaded_worker_jobs(name, tmp_path):
+    from isct.cluster import jobqueue_cluster
+
+    spec = yaml.safe_load((REPO_ROOT / "config" / "clusters" / f"{name}.yaml").read_text())
+    spec["options"]["scheduler_options"] = {"host": "127.0.0.1"}  # test on loopback only
+    profile = tmp_path / f"{name}.yaml"
+    profile.write_text(yaml.safe_dump(spec))
+    cluster = jobqueue_cluster(profile)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "--nthreads 1" in script and "--nworkers 16" in script
+    assert "export OMP_NUM_THREADS=1" in script
+    assert ("#SBATCH -p compute" if name == "slurm" else "#PBS -q workq") in script
+    spec["options"]["no_such_option"] = 1
+    profile.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=f"{name}.yaml: key 'options'"):
+        jobqueue_cluster(profile)
