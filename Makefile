@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/config.yaml
 CORES  ?= 2
 
-.PHONY: trial test lint bench clean
+.PHONY: trial test lint bench peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Peers with older pins (EasyVVUQ needs numpy < 2) live in their own venv, for side-by-side
+# benchmarks only; never in the project's dependencies.
+peers:
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install --quiet "easyvvuq>=1.2" six
 
 clean:
 	rm -rf results reports .snakemake

@@ -19,6 +19,12 @@ every larger size tried also has max |error| < 0.01 (so a lucky size does not co
 gives the median and range over seeds. Wall time per evaluation is the time of sample +
 evaluate (+ bookkeeping) + analyse at the needed size, divided by its evaluations.
 
+When the peers' venv exists (``make peers``: EasyVVUQ with numpy < 2 in ``.venv-peers``, never
+in the project's dependencies; or ``ISCT_PEERS_PYTHON``), two rows come from **real EasyVVUQ
+1.x campaigns** (``benchmarks/peers/easyvvuq_ishigami.py``) run side by side: PCESampler +
+PCEAnalysis with ``ExecutePython`` (EasyVVUQ's bookkeeping only) and with its usual
+run-directory / encoder / ``ExecuteLocal`` / decoder actions.
+
 Run: ``.venv/bin/python benchmarks/bench_sa.py [--seeds 5]``
 """
 
@@ -26,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +112,30 @@ def campaign(order: int, workdir: Path) -> tuple[int, float, float]:
     return len(X), err, time.perf_counter() - t
 
 
+def _peers_python() -> str | None:
+    candidate = os.environ.get("ISCT_PEERS_PYTHON") or str(
+        Path(__file__).resolve().parents[1] / ".venv-peers" / "bin" / "python"
+    )
+    return candidate if Path(candidate).is_file() else None
+
+
+def easyvvuq(mode: str, orders: list[int]) -> list[tuple[int, float, float]]:
+    """Real EasyVVUQ campaigns in the peers' venv: (runs, max error, wall s) per order."""
+    python = _peers_python()
+    script = Path(__file__).with_name("peers") / "easyvvuq_ishigami.py"
+    proc = subprocess.run(
+        [python, str(script), "--mode", mode, "--orders", *map(str, orders)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = []
+    for line in proc.stdout.splitlines():
+        r = json.loads(line)
+        out.append((r["runs"], max_error(np.array(r["S1"]), np.array(r["ST"])), r["wall_s"]))
+    return out
+
+
 def needed(results: list[tuple[int, float, float]]) -> tuple[int, float] | None:
     """Smallest evaluations from which all larger sizes meet the tolerance, and its time."""
     ok_from = None
@@ -136,6 +168,18 @@ def main() -> None:
     detail["campaign"] = [res]
     hit = needed(res)
     rows["campaign"] = [hit if hit else (np.nan, np.nan)]
+    if _peers_python():
+        res = easyvvuq("python", list(range(4, 13)))
+        detail["easyvvuq_python"] = [res]
+        hit = needed(res)
+        rows["easyvvuq_python"] = [hit if hit else (np.nan, np.nan)]
+        if hit:  # the file-based campaign only at the order that meets the tolerance
+            order = 4 + [r[0] for r in res].index(hit[0])
+            res = easyvvuq("files", [order])
+            detail["easyvvuq_files"] = [res]
+            rows["easyvvuq_files"] = [(res[0][0], res[0][2])]
+    else:
+        print("no peers venv (make peers): EasyVVUQ rows skipped, emulated campaign only")
 
     Xbig = PROBLEM.sample(1_000_000, seed=0)
     t = time.perf_counter()
@@ -143,12 +187,8 @@ def main() -> None:
     model_ms = (time.perf_counter() - t) / len(Xbig) * 1e3
     print(f"Ishigami a=7 b=0.1; tolerance |error| < {TOL} on S1 and ST; seeds {list(seeds)}")
     print("\nmax |error| by design size (first seed):")
-    for name, res in (
-        ("saltelli", detail["saltelli"][0]),
-        ("pce", detail["pce"][0]),
-        ("campaign", detail["campaign"][0]),
-    ):
-        print(f"  {name:9s} " + "  ".join(f"{e}:{err:.3g}" for e, err, _ in res))
+    for name, res in [(k, v[0]) for k, v in detail.items()]:
+        print(f"  {name:15s} " + "  ".join(f"{e}:{err:.3g}" for e, err, _ in res))
     print(
         "\n| estimator | evaluations needed (median [min, max] over seeds) | ratio to pce | "
         "wall time per evaluation (ms) |"
