@@ -99,6 +99,25 @@ def run_one(n: int, batch_size: int, workers: int) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _easyvvuq_overhead(samples: int) -> dict | None:
+    """Per-sample overhead of a real EasyVVUQ campaign (peers' venv), or None without it."""
+    import os
+
+    python = os.environ.get("ISCT_PEERS_PYTHON") or str(
+        Path(__file__).resolve().parents[1] / ".venv-peers" / "bin" / "python"
+    )
+    if not Path(python).is_file():
+        return None
+    script = Path(__file__).with_name("peers") / "easyvvuq_ishigami.py"
+    proc = subprocess.run(
+        [python, str(script), "--mode", "overhead", "--samples", str(samples)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

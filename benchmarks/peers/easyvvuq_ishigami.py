@@ -87,11 +87,31 @@ def campaign(order, mode, work):
     }
 
 
+def overhead(samples, work):
+    """Per-sample cost of an EasyVVUQ campaign around an almost free in-process model."""
+    params = {f"x{i}": {"type": "float", "default": 0.0} for i in (1, 2, 3)}
+    c = uq.Campaign(
+        name="overhead", params=params, actions=Actions(ExecutePython(ishigami)), work_dir=work
+    )
+    vary = {f"x{i}": cp.Uniform(-np.pi, np.pi) for i in (1, 2, 3)}
+    c.set_sampler(uq.sampling.RandomSampler(vary=vary, max_num=samples))
+    t0 = time.perf_counter()
+    c.execute(nsamples=samples, sequential=True).collate()
+    wall = time.perf_counter() - t0
+    runs = sum(1 for _ in c.campaign_db.runs())
+    return {"mode": "overhead", "runs": runs, "wall_s": wall, "per_sample_ms": wall / runs * 1e3}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["python", "files"], default="python")
+    parser.add_argument("--mode", choices=["python", "files", "overhead"], default="python")
     parser.add_argument("--orders", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
+    parser.add_argument("--samples", type=int, default=2000)
     args = parser.parse_args()
+    if args.mode == "overhead":
+        with tempfile.TemporaryDirectory(prefix="evvuq-") as work:
+            print(json.dumps(overhead(args.samples, work)), flush=True)
+        return
     for order in args.orders:
         with tempfile.TemporaryDirectory(prefix="evvuq-") as work:
             print(json.dumps(campaign(order, args.mode, work)), flush=True)
