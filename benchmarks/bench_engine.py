@@ -166,6 +166,15 @@ def main() -> None:
         f"peak memory ratio n={large['n']} / n={small['n']}: client {large['client_peak_rss_mb'] / small['client_peak_rss_mb']:.2f}x, "
         f"worker {large['worker_peak_rss_mb'] / small['worker_peak_rss_mb']:.2f}x"
     )
+    peer = _easyvvuq_overhead(2000)
+    if peer is None:
+        print("no peers venv (make peers): EasyVVUQ overhead not measured")
+        return
+    ratio = peer["per_sample_ms"] * 1e3 / large["overhead_us_per_patient_arm"]
+    print(
+        f"EasyVVUQ campaign (ExecutePython, {peer['runs']} samples): {peer['per_sample_ms']:.2f} ms "
+        f"per sample = {ratio:.0f}x the isct engine's overhead per patient-arm at n={large['n']}"
+    )
 
 
 if __name__ == "__main__":
