@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,8 +65,10 @@ class OrificeModel(Model):
 class FlakyOrificeModel(OrificeModel):
     """:class:`OrificeModel` that fails on purpose.
 
-    Settings keys: ``fail_patients`` (patient ids whose outputs are NaN → solver_failure) and
-    ``timeout_patients`` (ids reported with status ``timeout``). Needs the ``patient`` ids,
+    Settings keys: ``fail_patients`` (patient ids whose outputs are NaN → solver_failure),
+    ``timeout_patients`` (ids reported with status ``timeout``), and ``crash_patients`` with
+    ``crash_while_exists`` (a path): while that file exists, a batch holding one of these ids
+    raises — a crashing model, as opposed to a failing patient. Needs the ``patient`` ids,
     which the engine passes with every batch.
     """
 
@@ -74,6 +77,12 @@ class FlakyOrificeModel(OrificeModel):
     def simulate(self, patients, device, settings):
         out = super().simulate(patients, device, settings)
         ids = np.asarray(patients.get("patient", np.arange(len(patients["bsa_m2"]))))
+        crash = np.asarray(settings.get("crash_patients", []), dtype=ids.dtype)
+        flag = settings.get("crash_while_exists")
+        if flag and Path(flag).exists() and np.isin(ids, crash).any():
+            raise RuntimeError(
+                f"model crashed on a batch with patients {sorted(map(int, set(ids) & set(crash)))}"
+            )
         fail = np.isin(ids, np.asarray(settings.get("fail_patients", []), dtype=ids.dtype))
         out["mean_gradient_mmhg"] = np.where(fail, np.nan, out["mean_gradient_mmhg"])
         status = np.full(ids.shape, STATUS["ok"], dtype=np.int8)

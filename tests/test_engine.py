@@ -366,3 +366,33 @@ def test_external_solver_hangs_for_one_patient(client, tmp_path):
     )
     kept = sorted(p.name for p in (tmp_path / "trial" / "runs" / "tavi").iterdir())
     assert kept == ["patient-000005"]  # logs are kept for the failed run only
+
+
+def test_crashing_batch_keeps_finished_work_and_reruns_only_itself(client, cohort_store, tmp_path):
+    from isct.errors import SimulationIncompleteError
+
+    flag = tmp_path / "crash"
+    flag.write_text("model bug")
+    settings = {"crash_patients": [130], "crash_while_exists": str(flag)}
+    out = tmp_path / "crash.zarr"
+    with pytest.raises(SimulationIncompleteError, match=r"(?s)2 of 24 batches failed.*arm .small. batch 2"):
+        simulate(
+            cohort_store,
+            "flaky_orifice",
+            ARMS,
+            out,
+            client=client,
+            batch_size=50,
+            settings=settings,
+            retries=1,
+        )
+    done = zarr.open_group(out, mode="r")["batch_done"][:]
+    assert done.sum() == 22 and not done[:, 2].any()  # every other batch is kept
+    flag.unlink()  # the bug is fixed
+    ds = simulate(cohort_store, "flaky_orifice", ARMS, out, client=client, settings=settings)
+    run = json.loads(ds.attrs["isct_last_run"])
+    assert run["batches_run"] == 2 and run["batches_skipped"] == 22
+    reference = simulate(
+        cohort_store, "orifice", ARMS, tmp_path / "ref.zarr", client=client, batch_size=50
+    )
+    assert_same(ds, reference)
