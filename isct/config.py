@@ -178,6 +178,26 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
     except ValueError as err:  # the model's own check of its options names the key
         yield f"{source}: key 'model.options': {err}"
         return
+    from .engine import expand_arms
+
+    try:
+        arms = expand_arms(config["arms"], config.get("design_sweep"))
+    except ValueError as err:
+        yield f"{source}: key 'arms': {err}"
+        arms = []
+    settings = config["model"].get("settings", {})
+    try:
+        model.output_dims(settings)
+    except ValueError as err:
+        yield f"{source}: key 'model.settings': {err}"
+    else:
+        index = {a["name"]: i for i, a in enumerate(config["arms"])}
+        for arm in arms:
+            try:
+                model.check(arm["device"], settings)
+            except ValueError as err:
+                where = index.get(arm["name"].split("[")[0], "?")
+                yield f"{source}: key 'arms[{where}].device' (arm {arm['name']!r}): {err}"
     if config.get("uncertainty", {}).get("parameters"):
         try:
             uncertainty_problem(config, source=source)

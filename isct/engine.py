@@ -332,6 +332,11 @@ def simulate(
         "arms": _canonical(arms),
         "settings": _canonical(settings),
     }
+    for arm in arms:  # a device or settings the model cannot run is one clear error, now
+        try:
+            model_obj.check(arm["device"], settings)
+        except ValueError as err:
+            raise ConfigError(f"arm {arm['name']!r}: {err}") from err
     extra_dims = model_obj.output_dims(settings)
 
     if (out / "zarr.json").exists():

@@ -93,6 +93,15 @@ class Model:
         """Sizes of the extra output dimensions (e.g. ``{"time": 200}``) under ``settings``."""
         return {}
 
+    def check(self, device: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if the model cannot run this device with these settings.
+
+        Called once per arm before any work, so a mistyped device or settings key is one
+        clear error instead of a failed task per batch. The message should name the key and
+        the allowed values. The default checks the settings through :meth:`output_dims`.
+        """
+        self.output_dims(settings)
+
     def simulate(
         self,
         patients: Mapping[str, np.ndarray],

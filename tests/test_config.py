@@ -154,3 +154,26 @@ TRIALS = [DEFAULT, *sorted((REPO_ROOT / "config" / "trials").glob("*.yaml"))]
 @pytest.mark.parametrize("path", TRIALS, ids=lambda p: p.name)
 def test_every_shipped_trial_config_is_valid(path):
     assert load_config(path)["trial"]["name"]
+
+
+def test_unknown_device_key_family_or_setting_stops_the_run(tmp_path):
+    config = default_config()
+    config["arms"][1]["device"] = {"family": "self_expanding", "sise_mm": 26}
+    with pytest.raises(
+        ConfigError, match=r"arms\[1\]\.device' \(arm 'self_expanding'\).*'sise_mm'.*allowed keys"
+    ):
+        load_config(write(tmp_path, config))
+    config = default_config()
+    config["arms"][0]["device"] = {"family": "ballon_expandable"}
+    with pytest.raises(
+        ConfigError, match=r"arms\[0\]\.device.*'ballon_expandable'; allowed values"
+    ):
+        load_config(write(tmp_path, config))
+    config = default_config()
+    config["arms"][0]["device"]["size_mm"] = 25
+    with pytest.raises(ConfigError, match=r"size_mm' is 25.*sizes: \[20, 23, 26, 29\]"):
+        load_config(write(tmp_path, config))
+    config = default_config()
+    config["model"]["settings"] = {"dt": 0.001}
+    with pytest.raises(ConfigError, match=r"model\.settings'.*\['dt'\].*allowed keys: .*'dt_s'"):
+        load_config(write(tmp_path, config))

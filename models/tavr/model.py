@@ -33,7 +33,7 @@ import numpy as np
 
 from ..base import STATUS, Model, Variable
 from . import kernel
-from .devices import FAMILIES, TAVRDeviceError, reference_eoa_cm2, select_size
+from .devices import FAMILIES, TAVRDeviceError, _family, reference_eoa_cm2, select_size
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -531,6 +531,30 @@ class TAVRModel(Model):
         "aortic_pressure_mmhg": Variable("mmHg", "aortic pressure, last cycle", dims=("time",)),
         "valve_flow_ml_s": Variable("mL s-1", "aortic valve flow, last cycle", dims=("time",)),
     }
+
+    def check(self, device: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        """Reject unknown settings or device keys, an unknown family or a size it lacks.
+
+        Raises
+        ------
+        TAVRSettingsError, TAVRDeviceError
+        """
+        _settings(settings)
+        unknown = sorted(set(device) - set(_DEVICE_KEYS))
+        if unknown:
+            raise TAVRDeviceError(
+                f"TAVR device keys {unknown} are unknown; allowed keys: {list(_DEVICE_KEYS)}"
+            )
+        if "family" not in device:
+            raise TAVRDeviceError(
+                f"TAVR device needs key 'family'; allowed values: {sorted(FAMILIES)}"
+            )
+        family = _family(device["family"])
+        size = device.get("size_mm")
+        if size is not None and np.ndim(size) == 0 and int(size) not in family.sizes_mm:
+            raise TAVRDeviceError(
+                f"TAVR device key 'size_mm' is {size!r}; {family.name} sizes: {list(family.sizes_mm)}"
+            )
 
     def output_dims(self, settings: Mapping[str, Any]) -> dict[str, int]:
         """``{"time": waveform_points}`` (0 when waveforms are not requested)."""
