@@ -23,7 +23,7 @@ from models import get_model
 
 from .config import model_of, uncertainty_problem
 from .engine import simulate
-from .errors import ConfigError
+from .errors import ConfigError, StoreMismatchError
 
 __all__ = ["EngineEvaluator", "float_endpoints"]
 
@@ -108,17 +108,25 @@ class EngineEvaluator:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         digest = hashlib.sha256(X.tobytes() + repr(self.parameters).encode()).hexdigest()[:16]
         store = self.runs_dir / f"eval-{digest}.zarr"
-        ds = simulate(
-            self._rows_cohort(X),
-            self.model,
-            self.arms,
-            store,
-            client=self.client,
-            batch_size=self.batch_size,
-            settings=self.settings,
-            progress=False,
-            device_inputs=self.parameters,
-        )
+
+        def run():
+            return simulate(
+                self._rows_cohort(X),
+                self.model,
+                self.arms,
+                store,
+                client=self.client,
+                batch_size=self.batch_size,
+                settings=self.settings,
+                progress=False,
+                device_inputs=self.parameters,
+            )
+
+        try:
+            ds = run()
+        except StoreMismatchError:  # a cache of this design for another cohort/model/arms
+            shutil.rmtree(store)
+            ds = run()
         n_rows, k, n_arms = len(X), self.cohort.sizes["patient"], len(self.arms)
         self.evaluations += n_rows * k * n_arms
         out = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+import yaml
 
 from isct.cli import main
 from isct.config import REPO_ROOT
@@ -194,3 +195,71 @@ def test_snakemake_report_holds_the_credibility_report(tiny_run):
         and "Credibility report" in text
         and "cohort_check.csv" in text
     )
+
+
+def test_a_changed_trial_config_reruns_the_stages_it_feeds(tiny_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["cohort"]["n"] = 30
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isct.cli",
+            "run",
+            str(changed),
+            "--cores",
+            "1",
+            "--directory",
+            str(tiny_run),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    for rule in ("cohort", "simulate", "uq", "sensitivity", "credibility", "report"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    assert "Params have changed" in out
+
+
+def test_simulate_stage_starts_over_when_the_trial_changed(tmp_path, monkeypatch):
+    import cohorts
+    from isct.config import validate_config
+    from isct.stages import run_simulate
+
+    monkeypatch.setenv("ISCT_WORKERS", "1")
+    spec = cohorts.load_spec(REPO_ROOT / "cohorts" / "populations" / "tavr_severe_as.yaml")
+    cohorts.write_cohort(spec, 30, tmp_path / "cohort.zarr", seed=1)
+    config = validate_config(
+        {
+            "trial": {"name": "change"},
+            "cohort": {"population": "cohorts/populations/tavr_severe_as.yaml", "n": 30},
+            "model": {"name": "orifice"},
+            "arms": [{"name": "a", "device": {"eoa_cm2": 1.5}}],
+            "endpoints": ["mean_gradient_mmhg"],
+            "uncertainty": {"enabled": False},
+            "sensitivity": {"enabled": False},
+            "credibility": {"plan": None, "comparators": None},
+        }
+    )
+    store = tmp_path / "outcomes.zarr"
+    first = run_simulate(
+        config,
+        cohort=str(tmp_path / "cohort.zarr"),
+        store=str(store),
+        summary=str(tmp_path / "s.json"),
+    )
+    assert list(first["arm"].values) == ["a"]
+    config["arms"].append({"name": "b", "device": {"eoa_cm2": 2.0}})
+    second = run_simulate(
+        config,
+        cohort=str(tmp_path / "cohort.zarr"),
+        store=str(store),
+        summary=str(tmp_path / "s.json"),
+    )
+    assert list(second["arm"].values) == ["a", "b"]
+    assert (second["status"].values >= 0).all()

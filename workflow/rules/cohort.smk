@@ -20,5 +20,8 @@ rule cohort:
         f"{RESULTS}/benchmarks/cohort.tsv"
     conda:
         "../../environment.yml"
+    params:
+        cohort=config["cohort"],
+        seed=config["trial"]["seed"],
     script:
         "../scripts/cohort.py"

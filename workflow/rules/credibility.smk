@@ -17,6 +17,8 @@ rule credibility:
     conda:
         "../../environment.yml"
     params:
+        credibility=config["credibility"],
+        endpoints=config["endpoints"],
         outcomes=f"{RESULTS}/outcomes.zarr",
     script:
         "../scripts/credibility.py"

@@ -17,6 +17,8 @@ rule report:
     conda:
         "../../environment.yml"
     params:
+        trial=config["trial"],
+        report=config["report"],
         results=results_dir,
         configfile=trial_config_file(),
     script:

@@ -22,6 +22,9 @@ rule sensitivity:
         "../../environment.yml"
     threads: workflow.cores
     params:
+        sensitivity=config["sensitivity"],
+        uncertainty=config["uncertainty"],
+        endpoints=config["endpoints"],
         outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/sa.zarr",
         runs=f"{RESULTS}/sa_runs.zarr",

@@ -14,6 +14,10 @@ rule simulate:
         "../../environment.yml"
     threads: workflow.cores
     params:
+        model=config["model"],
+        arms=config["arms"],
+        sweep=config["design_sweep"],
+        simulation=config["simulation"],
         store=f"{RESULTS}/outcomes.zarr",
     script:
         "../scripts/simulate.py"

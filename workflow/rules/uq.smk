@@ -17,6 +17,8 @@ rule uq:
         "../../environment.yml"
     threads: workflow.cores
     params:
+        uncertainty=config["uncertainty"],
+        endpoints=config["endpoints"],
         outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/uq.zarr",
         runs=f"{RESULTS}/uq_runs.zarr",
