@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,24 @@ __all__ = ["summarise"]
 _ATTRS_SHOWN = ("title", "spec_name", "model", "model_version", "batch_size", "seed", "method")
 
 
-def _describe_dataset(path: Path) -> list[str]:
-    ds = xr.open_zarr(path, consolidated=False)
-    lines = [f"{path}  (zarr store)"]
+def _describe_store(path: Path) -> list[str]:
+    """A store, and each of its groups (the SA store keeps one group per analysis)."""
+    import zarr
+
+    lines = _describe_dataset(path)
+    for name, _ in sorted(zarr.open_group(path, mode="r").groups()):
+        lines.extend("  " + line for line in _describe_dataset(path, group=name))
+    return lines
+
+
+def _describe_dataset(path: Path, group: str | None = None) -> list[str]:
+    ds = xr.open_zarr(path, group=group, consolidated=False)
+    if group is not None:
+        lines = [f"group {group}"]
+    else:
+        lines = [f"{path}  (zarr store)"]
+    if not ds.variables and group is None:
+        return lines
     lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     for key in _ATTRS_SHOWN:
         if key in ds.attrs:
@@ -68,13 +84,15 @@ def summarise(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.exists():
         raise IsctError(f"{path} does not exist")
+    # Snakemake marks directory() outputs with a timestamp file that zarr rightly ignores
+    warnings.filterwarnings("ignore", message="Object at .snakemake_timestamp")
     if path.is_dir() and (path / "zarr.json").exists():
-        return "\n".join(_describe_dataset(path))
+        return "\n".join(_describe_store(path))
     if path.is_dir():
         parts = [f"{path}  (results folder)"]
         for child in sorted(path.iterdir()):
             if child.is_dir() and (child / "zarr.json").exists():
-                parts.extend(_describe_dataset(child))
+                parts.extend(_describe_store(child))
             elif child.suffix in (".json", ".csv"):
                 parts.append(f"{child}  ({child.stat().st_size} bytes)")
         if len(parts) == 1:

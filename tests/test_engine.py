@@ -375,7 +375,9 @@ def test_crashing_batch_keeps_finished_work_and_reruns_only_itself(client, cohor
     flag.write_text("model bug")
     settings = {"crash_patients": [130], "crash_while_exists": str(flag)}
     out = tmp_path / "crash.zarr"
-    with pytest.raises(SimulationIncompleteError, match=r"(?s)2 of 24 batches failed.*arm .small. batch 2"):
+    with pytest.raises(
+        SimulationIncompleteError, match=r"(?s)2 of 24 batches failed.*arm .small. batch 2"
+    ):
         simulate(
             cohort_store,
             "flaky_orifice",

@@ -124,6 +124,13 @@ def test_isct_info_summarises_stores(tiny_run, capsys):
     )
     assert main(["info", str(results)]) == 0
     assert "cohort.zarr" in capsys.readouterr().out
+    assert main(["info", str(results / "sa.zarr")]) == 0  # one group per analysis
+    out = capsys.readouterr().out
+    assert (
+        "group parameters" in out
+        and "group covariates_delta" in out
+        and "S1 (output,parameter,arm)" in out
+    )
 
 
 def test_rerun_is_up_to_date(tiny_run):
