@@ -443,10 +443,13 @@ def run_sensitivity(
     if scfg["enabled"] and covariates:
         coh = xr.open_zarr(cohort, consolidated=False)
         out = xr.open_zarr(outcomes, consolidated=False)
-        ok = (out["status"] == 0).all("arm").values
+        ok = np.flatnonzero((out["status"] == 0).all("arm").values)
+        if ok.size > scfg["covariate_patients"]:
+            rng = np.random.default_rng(seed)
+            ok = np.sort(rng.choice(ok, size=scfg["covariate_patients"], replace=False))
         X = np.column_stack([coh[c].values[ok] for c in covariates])
         Y = {e: out[e].values[:, ok].T for e in endpoints}  # (n_patients, n_arms)
-        result["covariates"] = {"names": covariates, "patients": int(ok.sum()), "methods": {}}
+        result["covariates"] = {"names": covariates, "patients": int(ok.size), "methods": {}}
         for method in scfg["covariate_methods"]:
             analyser = {"delta": delta, "pawn": pawn}[method]
             ds = analyser.analyze(covariates, X, Y, seed=seed, dims=("arm",)).assign_coords(
