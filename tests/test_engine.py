@@ -18,7 +18,7 @@ import xarray as xr
 import zarr
 from distributed import Client, LocalCluster
 
-from isct.engine import expand_arms, simulate
+from isct import expand_arms, simulate
 from isct.errors import ConfigError, StoreMismatchError
 from models import STATUS
 
