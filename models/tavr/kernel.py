@@ -73,6 +73,15 @@ _NRES = len(RES)
 # Bounds on the compliance during personalisation (mL/mmHg): about 0.1x–3x the reference
 # 1.4–1.8 mL/mmHg; beyond the upper one Z_c is lowered instead.
 _C_MIN, _C_MAX = 0.2, 5.0
+# Periodic projection of the Windkessel node (see simulate_batch): the full jump multiplies
+# the cycle's change of P_c by a/(1 − a), a = exp(−T/RC), i.e. by 4 at RC = 4.5 T. It assumes
+# the valve flow does not depend on P_c; a weak ventricle (low E_max) ejects less against a
+# higher pressure, so with a slow Windkessel the full jump overshoots and the cycles
+# alternate (period-2 oscillation that never meets steady_tol / the personalisation
+# targets). The multiplier is therefore capped at _GAIN_CAP, and during personalisation,
+# where the parameters move as well, scaled by _ADAPT_RELAX first.
+_GAIN_CAP = 2.0
+_ADAPT_RELAX = 0.3
 
 # Double-Hill constants (Stergiopulos et al. 1996, as in shared/reference/tavr.md).
 _HILL_SCALE = 1.55
@@ -327,10 +336,18 @@ def simulate_batch(
             if not (change == change) or not (v == v):  # NaN: give up on this patient
                 break
             # Periodic projection of the linear Windkessel node: over one cycle
-            # P_c(T) = a·P_c(0) + b with a = exp(−T/RC) for the flow of that cycle; jump to the
-            # fixed point b/(1 − a). Identity once periodic, so the converged cycle is exact.
+            # P_c(T) = a·P_c(0) + b with a = exp(−T/RC) for the flow of that cycle; the fixed
+            # point b/(1 − a) lies a/(1 − a)·(P_c(T) − P_c(0)) away. The jump towards it is
+            # damped (_GAIN_CAP, _ADAPT_RELAX); it vanishes once periodic, so the converged
+            # cycle is exact.
             a = np.exp(-period / (r * c))
-            jump = (pc - a * pc_start) / (1.0 - a) - pc
+            gain = a / (1.0 - a)
+            # Distance to the projected periodic state: with a slow Windkessel (a → 1) the
+            # cycle-to-cycle change alone understates how far from periodic the cycle is.
+            change = max(change, abs(gain * (pc - pc_start)) / max(abs(pc), 1e-12))
+            if adapt:
+                gain *= _ADAPT_RELAX
+            jump = min(gain, _GAIN_CAP) * (pc - pc_start)
             if adapt:  # parameters still move: limit the extrapolation to ±10 %
                 jump = min(max(jump, -0.1 * pc), 0.1 * pc)
             pc += jump
@@ -343,6 +360,8 @@ def simulate_batch(
                     abs(v_lo - esv_t) / edv_t,
                     abs(pao_hi - sbp_t) / sbp_t,
                     abs(pao_lo - dbp_t) / dbp_t,
+                    # stroke volume too: EDV and ESV misses of opposite sign add up in SV
+                    abs((v_hi - v_lo) - (edv_t - esv_t)) / (edv_t - esv_t),
                 )
                 et_t = targets[i, 4]
                 if et_t > 0.0:

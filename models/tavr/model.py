@@ -475,7 +475,7 @@ class TAVRModel(Model):
     """
 
     name: ClassVar[str] = "tavr"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
     inputs: ClassVar[dict[str, Variable]] = {
         "heart_rate_bpm": Variable("1/min", "heart rate", (35.0, 150.0)),
         "bsa_m2": Variable("m2", "body surface area (Mosteller)", (1.1, 3.2)),
