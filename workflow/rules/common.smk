@@ -1,5 +1,7 @@
 import os
 
+from isct.config import model_of
+
 # Paths and input functions shared by the rules. The trial name names every output folder.
 TRIAL = config["trial"]["name"]
 RESULTS = f"results/{TRIAL}"
@@ -34,3 +36,9 @@ def trial_config_file():
 def results_dir(wildcards, output):
     """results/<trial>, from the manifest's path."""
     return os.path.dirname(output.manifest)
+
+
+def model_version():
+    """name@version of the trial's model: a new model version reruns the stages that use it."""
+    model = model_of(config)
+    return f"{model.name}@{model.version}"

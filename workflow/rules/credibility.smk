@@ -17,6 +17,7 @@ rule credibility:
     conda:
         "../../environment.yml"
     params:
+        model_version=model_version(),
         credibility=config["credibility"],
         endpoints=config["endpoints"],
         outcomes=f"{RESULTS}/outcomes.zarr",

@@ -22,6 +22,7 @@ rule sensitivity:
         "../../environment.yml"
     threads: workflow.cores
     params:
+        model_version=model_version(),
         sensitivity=config["sensitivity"],
         uncertainty=config["uncertainty"],
         endpoints=config["endpoints"],

@@ -14,6 +14,7 @@ rule simulate:
         "../../environment.yml"
     threads: workflow.cores
     params:
+        model_version=model_version(),
         model=config["model"],
         arms=config["arms"],
         sweep=config["design_sweep"],

@@ -17,6 +17,7 @@ rule uq:
         "../../environment.yml"
     threads: workflow.cores
     params:
+        model_version=model_version(),
         uncertainty=config["uncertainty"],
         endpoints=config["endpoints"],
         outcomes=f"{RESULTS}/outcomes.zarr",
