@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["GCIResult", "VerificationError", "gci", "observed_order"]
+__all__ = ["GCIResult", "VerificationError", "gci", "gci_oberkampf_roy", "observed_order"]
 
 #: Convergence classes of a three-grid study (Celik et al. 2008, section 2, step 4).
 CONVERGENCE_CLASSES = ("monotonic", "oscillatory", "divergent", "grid_independent")
@@ -54,7 +54,10 @@ class GCIResult:
         (``ln|eps32 / eps21| + q(p) > 0``; for a constant ratio ``0 < eps21 / eps32 < 1``),
         ``divergent`` otherwise (then ``p``, ``f_ext`` and the GCI are not meaningful).
     fs : float
-        Safety factor used.
+        Safety factor of the Celik procedure (NaN when it varies per quantity, see ``fs_used``).
+    p_used, fs_used : ndarray or None
+        Order and safety factor each quantity's GCI was computed with, when they differ from
+        ``p`` and ``fs`` (:func:`gci_oberkampf_roy`); None for :func:`gci`.
     """
 
     p: NDArray[np.float64]
@@ -64,6 +67,8 @@ class GCIResult:
     gci_fine: NDArray[np.float64]
     convergence: NDArray[np.str_]
     fs: float
+    p_used: NDArray[np.float64] | None = None
+    fs_used: NDArray[np.float64] | None = None
 
     def to_frame(self, index: ArrayLike | None = None) -> pd.DataFrame:
         """Return the result as a table, one row per quantity (errors in percent).
@@ -89,6 +94,9 @@ class GCIResult:
                 "convergence": np.ravel(self.convergence),
             }
         )
+        if self.p_used is not None:
+            frame["p_used"] = np.ravel(self.p_used)
+            frame["fs_used"] = np.ravel(self.fs_used)
         if index is not None:
             frame.index = pd.Index(np.ravel(np.asarray(index)), name="quantity")
         return frame
@@ -330,4 +338,72 @@ def gci(
         gci_fine=np.asarray(gci_fine, dtype=float),
         convergence=np.asarray(convergence, dtype=str),
         fs=float(fs),
+    )
+
+
+def gci_oberkampf_roy(
+    f1: ArrayLike,
+    f2: ArrayLike,
+    f3: ArrayLike,
+    r: float,
+    *,
+    p_formal: float,
+) -> GCIResult:
+    """GCI with the factor-of-safety rule of Oberkampf & Roy (2010) for a constant ratio ``r``.
+
+    The observed order ``p`` comes from :func:`gci` (Celik et al. 2008). Where it is within
+    10 % of the formal order ``p_formal`` the study is taken to be in the asymptotic range
+    (``Fs = 1.25``, ``p_used = p``); otherwise ``Fs = 3`` and
+    ``p_used = min(max(0.5, p), p_formal)`` (oscillatory or failed ``p``: 0.5). Then
+    ``GCI_fine = Fs * e_a / (r**p_used - 1)``. This bounds the GCI where Celik's formula blows
+    up because a tiny apparent order comes from non-asymptotic or event-limited data.
+
+    Parameters
+    ----------
+    f1, f2, f3 : array_like
+        Fine, medium and coarse solutions.
+    r : float
+        Constant refinement ratio (> 1).
+    p_formal : float
+        Formal order of accuracy of the discretisation (> 0).
+
+    Returns
+    -------
+    GCIResult
+        As :func:`gci`, with ``gci_fine`` from the rule above and ``p_used``/``fs_used`` set.
+
+    References
+    ----------
+    Oberkampf WL, Roy CJ (2010) *Verification and Validation in Scientific Computing*,
+    Cambridge University Press, section 8.7.2 (factor of safety method); Roache PJ (1998)
+    *Verification and Validation in Computational Science and Engineering*, Hermosa.
+
+    Examples
+    --------
+    >>> res = gci_oberkampf_roy([1.0], [1.0 + 1e-3], [1.0 + 5e-3], 2.0, p_formal=2.0)
+    >>> round(float(res.p[0]), 6), float(res.fs_used[0]), round(100 * float(res.gci_fine[0]), 4)
+    (2.0, 1.25, 0.0417)
+    """
+    if not p_formal > 0:
+        raise VerificationError(f"p_formal must be > 0; got {p_formal!r}")
+    base = gci(f1, f2, f3, r, r)
+    p = base.p
+    with np.errstate(invalid="ignore"):
+        asymptotic = np.isfinite(p) & (np.abs(p - p_formal) / p_formal <= 0.1)
+        p_used = np.where(
+            asymptotic, p, np.minimum(np.maximum(np.nan_to_num(p, nan=0.5), 0.5), p_formal)
+        )
+        fs_used = np.where(asymptotic, 1.25, 3.0)
+        independent = base.convergence == "grid_independent"
+        gci_fine = np.where(independent, 0.0, fs_used * base.e_a / (float(r) ** p_used - 1.0))
+    return GCIResult(
+        p=base.p,
+        f_ext=base.f_ext,
+        e_a=base.e_a,
+        e_ext=base.e_ext,
+        gci_fine=np.asarray(gci_fine, dtype=float),
+        convergence=base.convergence,
+        fs=float("nan"),
+        p_used=np.asarray(p_used, dtype=float),
+        fs_used=np.asarray(fs_used, dtype=float),
     )

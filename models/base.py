@@ -88,6 +88,35 @@ class Model:
     version: ClassVar[str] = "0"
     inputs: ClassVar[dict[str, Variable]] = {}
     outputs: ClassVar[dict[str, Variable]] = {}
+    #: Formal order of accuracy of the model's discretisation (used by the GCI); None if the
+    #: model has no discretisation parameter.
+    formal_order: ClassVar[float | None] = None
+    #: ``(settings key, default value)`` of the discretisation step (e.g. ``("dt_s", 1e-3)``).
+    step_setting: ClassVar[tuple[str, float] | None] = None
+
+    def code_verification(self) -> dict[str, Any] | None:
+        """Code verification evidence: the numerics against a problem with a known solution.
+
+        Returns a JSON-friendly dict with at least ``formal_order``, ``observed_order`` and
+        ``order_error_abs`` (|observed − formal| on the finest pair), or None (default) when
+        the model offers none.
+        """
+        return None
+
+    def time_step_study(
+        self,
+        patients: Mapping[str, np.ndarray],
+        device: Mapping[str, Any],
+        dts: list[float],
+        settings: Mapping[str, Any],
+    ) -> dict[str, Any] | None:
+        """Endpoints of the same patients at several step sizes ``dts`` (coarse → fine), for
+        calculation verification (GCI).
+
+        Returns ``{"endpoints": {name: array (levels, n)}, "converged": bool array (levels, n)}``
+        or None (default) when the model has no step size.
+        """
+        return None
 
     def output_dims(self, settings: Mapping[str, Any]) -> dict[str, int]:
         """Sizes of the extra output dimensions (e.g. ``{"time": 200}``) under ``settings``."""
