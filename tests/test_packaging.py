@@ -28,3 +28,14 @@ def test_environment_and_pyproject_agree():
         d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")
     )
     assert python_pin.replace("python", "") == project["requires-python"]
+
+
+def test_ruff_lint_and_format_are_clean():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).parent / "ruff"
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run([ruff, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
