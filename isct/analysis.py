@@ -9,6 +9,7 @@ is not recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -21,6 +22,7 @@ import xarray as xr
 
 from models import get_model
 
+from .cluster import client_from_env
 from .config import model_of, uncertainty_problem
 from .engine import simulate
 from .errors import ConfigError, StoreMismatchError
@@ -292,67 +294,70 @@ def run_uq(
             figure, "Uncertainty quantification not run: no `uncertainty.parameters`."
         )
         return None
-    problem = uncertainty_problem(config)
-    subset = _subset(cohort, ucfg["patients"], outcomes)
-    model = model_of(config)
-    endpoints = float_endpoints(model, config["endpoints"])
-    if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in model.outputs:
-        endpoints.append("eoai_cm2_m2")
-    arms = arms_of(config)
-    evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
-    events = _ppm_events(subset["bmi_kg_m2"].values) if "bmi_kg_m2" in subset else None
-    weights = subset["sampling_weight"].values if "sampling_weight" in subset else None
-    ds = propagate(
-        problem,
-        evaluator,
-        method=ucfg["method"],
-        n=ucfg["n_samples"],
-        order=ucfg["order"],
-        seed=config["trial"]["seed"],
-        dims=("patient", "arm"),
-        events=events,
-        weights=weights,
-    )
-    ds = ds.assign_coords(arm=[a["name"] for a in arms], patient=subset["patient"].values)
-    ds.attrs["units"] = {e: model.outputs[e].units for e in endpoints}
-    _clean_attrs(ds).to_zarr(store, mode="w", consolidated=False)
-    plot_prediction_intervals(ds, figure)
-    result = {
-        "enabled": True,
-        "method": ucfg["method"],
-        "parameters": list(problem.names),
-        "patients": int(subset.sizes["patient"]),
-        "model_evaluations": evaluator.evaluations,
-        "parameter_rows": int(ds.attrs.get("n_evaluations", 0)),
-        "store": str(store),
-        "endpoints": {},
-        "outcomes": {},
-    }
-    for e in endpoints:
-        entry = {}
-        for arm in ds["arm"].values:
-            sel = ds.sel(output=e, arm=arm)
-            width = (sel["pi_upper"] - sel["pi_lower"]).values
-            entry[str(arm)] = {
-                "mean_of_patient_means": float(np.nanmean(sel["mean"].values)),
-                "median_pi_width": float(np.nanmedian(width)),
-                "max_loo_error": float(np.nanmax(sel["loo_error"].values))
-                if "loo_error" in ds
-                else None,
-            }
-        result["endpoints"][e] = entry
-    if "outcome" in ds.dims:
-        for o in ds["outcome"].values:
-            result["outcomes"][str(o)] = {
-                str(arm): {
-                    "proportion": float(ds["outcome_proportion"].sel(outcome=o, arm=arm)),
-                    "lower": float(ds["outcome_lower"].sel(outcome=o, arm=arm)),
-                    "upper": float(ds["outcome_upper"].sel(outcome=o, arm=arm)),
+    with contextlib.ExitStack() as stack:
+        if client is None:  # one cluster for every evaluation of the stage
+            client = stack.enter_context(client_from_env())
+        problem = uncertainty_problem(config)
+        subset = _subset(cohort, ucfg["patients"], outcomes)
+        model = model_of(config)
+        endpoints = float_endpoints(model, config["endpoints"])
+        if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in model.outputs:
+            endpoints.append("eoai_cm2_m2")
+        arms = arms_of(config)
+        evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
+        events = _ppm_events(subset["bmi_kg_m2"].values) if "bmi_kg_m2" in subset else None
+        weights = subset["sampling_weight"].values if "sampling_weight" in subset else None
+        ds = propagate(
+            problem,
+            evaluator,
+            method=ucfg["method"],
+            n=ucfg["n_samples"],
+            order=ucfg["order"],
+            seed=config["trial"]["seed"],
+            dims=("patient", "arm"),
+            events=events,
+            weights=weights,
+        )
+        ds = ds.assign_coords(arm=[a["name"] for a in arms], patient=subset["patient"].values)
+        ds.attrs["units"] = {e: model.outputs[e].units for e in endpoints}
+        _clean_attrs(ds).to_zarr(store, mode="w", consolidated=False)
+        plot_prediction_intervals(ds, figure)
+        result = {
+            "enabled": True,
+            "method": ucfg["method"],
+            "parameters": list(problem.names),
+            "patients": int(subset.sizes["patient"]),
+            "model_evaluations": evaluator.evaluations,
+            "parameter_rows": int(ds.attrs.get("n_evaluations", 0)),
+            "store": str(store),
+            "endpoints": {},
+            "outcomes": {},
+        }
+        for e in endpoints:
+            entry = {}
+            for arm in ds["arm"].values:
+                sel = ds.sel(output=e, arm=arm)
+                width = (sel["pi_upper"] - sel["pi_lower"]).values
+                entry[str(arm)] = {
+                    "mean_of_patient_means": float(np.nanmean(sel["mean"].values)),
+                    "median_pi_width": float(np.nanmedian(width)),
+                    "max_loo_error": float(np.nanmax(sel["loo_error"].values))
+                    if "loo_error" in ds
+                    else None,
                 }
-                for arm in ds["arm"].values
-            }
-    write_json(summary, result)
-    return ds
+            result["endpoints"][e] = entry
+        if "outcome" in ds.dims:
+            for o in ds["outcome"].values:
+                result["outcomes"][str(o)] = {
+                    str(arm): {
+                        "proportion": float(ds["outcome_proportion"].sel(outcome=o, arm=arm)),
+                        "lower": float(ds["outcome_lower"].sel(outcome=o, arm=arm)),
+                        "upper": float(ds["outcome_upper"].sel(outcome=o, arm=arm)),
+                    }
+                    for arm in ds["arm"].values
+                }
+        write_json(summary, result)
+        return ds
 
 
 def run_sensitivity(
@@ -378,99 +383,115 @@ def run_sensitivity(
     endpoints = float_endpoints(model, config["endpoints"])
     seed = config["trial"]["seed"]
     result: dict[str, Any] = {"enabled": bool(scfg["enabled"]), "store": str(store)}
-    shutil.rmtree(store, ignore_errors=True)  # derived from the run stores; rebuilt whole
-    Path(store).parent.mkdir(parents=True, exist_ok=True)
-    mode = "w"
-    if scfg["enabled"] and config["uncertainty"]["parameters"]:
-        problem = uncertainty_problem(config)
-        subset = _subset(cohort, scfg["patients"], outcomes)
-        arms = arms_of(config)
-        evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
+    with contextlib.ExitStack() as stack:
+        if client is None and scfg["enabled"]:  # one cluster for the whole stage
+            client = stack.enter_context(client_from_env())
+        shutil.rmtree(store, ignore_errors=True)  # derived from the run stores; rebuilt whole
+        Path(store).parent.mkdir(parents=True, exist_ok=True)
+        mode = "w"
+        if scfg["enabled"] and config["uncertainty"]["parameters"]:
+            problem = uncertainty_problem(config)
+            subset = _subset(cohort, scfg["patients"], outcomes)
+            arms = arms_of(config)
+            evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
 
-        def cohort_mean(X):
-            return {k: np.nanmean(v, axis=1) for k, v in evaluator(X).items()}
+            def cohort_mean(X):
+                return {k: np.nanmean(v, axis=1) for k, v in evaluator(X).items()}
 
-        params = run(
-            problem,
-            cohort_mean,
-            method=scfg["method"],
-            n=scfg["n"],
-            seed=seed,
-            ci_target=scfg["ci_target"],
-            n_max=scfg["n_max"],
-            dims=("arm",),
-        ).assign_coords(arm=[a["name"] for a in arms])
-        _clean_attrs(params).to_zarr(store, group="parameters", mode=mode, consolidated=False)
-        mode = "a"
-        plot_indices(params.isel(arm=0), figure)
-        if convergence_figure is not None:
-            plot_convergence(params.isel(arm=0), convergence_figure)
-        watched = [i for i in ("S1", "ST", "mu_star", "Sh") if i in params]
-        result["parameters"] = {
-            "method": scfg["method"],
-            "names": list(problem.names),
-            "patients": int(subset.sizes["patient"]),
-            "model_evaluations": evaluator.evaluations,
-            "converged": int(params.attrs.get("converged", 0)),
-            "ci_target": scfg["ci_target"],
-            "n_steps": [int(v) for v in params["n"].values]
-            if "n" in params.coords
-            else [scfg["n"]],
-            "indices": {
-                idx: {
+            params = run(
+                problem,
+                cohort_mean,
+                method=scfg["method"],
+                n=scfg["n"],
+                seed=seed,
+                ci_target=scfg["ci_target"],
+                n_max=scfg["n_max"],
+                dims=("arm",),
+            ).assign_coords(arm=[a["name"] for a in arms])
+            _clean_attrs(params).to_zarr(store, group="parameters", mode=mode, consolidated=False)
+            mode = "a"
+            plot_indices(params.isel(arm=0), figure)
+            if convergence_figure is not None:
+                plot_convergence(params.isel(arm=0), convergence_figure)
+            watched = [i for i in ("S1", "ST", "mu_star", "Sh") if i in params]
+            result["parameters"] = {
+                "method": scfg["method"],
+                "names": list(problem.names),
+                "patients": int(subset.sizes["patient"]),
+                "model_evaluations": evaluator.evaluations,
+                "converged": int(params.attrs.get("converged", 0)),
+                "ci_target": scfg["ci_target"],
+                "n_steps": [int(v) for v in params["n"].values]
+                if "n" in params.coords
+                else [scfg["n"]],
+                "indices": {
+                    idx: {
+                        str(o): {
+                            str(a): dict(
+                                zip(
+                                    map(str, params["parameter"].values),
+                                    map(float, params[idx].sel(output=o, arm=a).values),
+                                    strict=True,
+                                )
+                            )
+                            for a in params["arm"].values
+                        }
+                        for o in params["output"].values
+                    }
+                    for idx in watched
+                },
+            }
+        else:
+            for path in (figure, convergence_figure):
+                if path is not None:
+                    _placeholder_figure(
+                        path, "Parameter sensitivity not run (disabled or no uncertain parameters)."
+                    )
+        covariates = scfg["covariates"]
+        if scfg["enabled"] and covariates:
+            coh = xr.open_zarr(cohort, consolidated=False)
+            out = xr.open_zarr(outcomes, consolidated=False)
+            ok = np.flatnonzero((out["status"] == 0).all("arm").values)
+            if ok.size > scfg["covariate_patients"]:
+                rng = np.random.default_rng(seed)
+                ok = np.sort(rng.choice(ok, size=scfg["covariate_patients"], replace=False))
+            X = np.column_stack([coh[c].values[ok] for c in covariates])
+            Y = {e: out[e].values[:, ok].T for e in endpoints}  # (n_patients, n_arms)
+            result["covariates"] = {"names": covariates, "patients": int(ok.size), "methods": {}}
+            # one Dask task per (method, endpoint): the given-data estimators are the slow part
+            futures = {
+                (method, e): client.submit(
+                    {"delta": delta, "pawn": pawn}[method].analyze,
+                    covariates,
+                    X,
+                    {e: Y[e]},
+                    seed=seed,
+                    dims=("arm",),
+                    pure=False,
+                )
+                for method in scfg["covariate_methods"]
+                for e in endpoints
+            }
+            for method in scfg["covariate_methods"]:
+                ds = xr.concat(
+                    [futures[(method, e)].result() for e in endpoints], dim="output"
+                ).assign_coords(arm=[str(a) for a in out["arm"].values])
+                _clean_attrs(ds).to_zarr(
+                    store, group=f"covariates_{method}", mode=mode, consolidated=False
+                )
+                mode = "a"
+                index = "delta" if method == "delta" else "PAWN"
+                result["covariates"]["methods"][method] = {
                     str(o): {
                         str(a): dict(
                             zip(
-                                map(str, params["parameter"].values),
-                                map(float, params[idx].sel(output=o, arm=a).values),
+                                covariates,
+                                map(float, ds[index].sel(output=o, arm=a).values),
                                 strict=True,
                             )
                         )
-                        for a in params["arm"].values
+                        for a in ds["arm"].values
                     }
-                    for o in params["output"].values
+                    for o in ds["output"].values
                 }
-                for idx in watched
-            },
-        }
-    else:
-        for path in (figure, convergence_figure):
-            if path is not None:
-                _placeholder_figure(
-                    path, "Parameter sensitivity not run (disabled or no uncertain parameters)."
-                )
-    covariates = scfg["covariates"]
-    if scfg["enabled"] and covariates:
-        coh = xr.open_zarr(cohort, consolidated=False)
-        out = xr.open_zarr(outcomes, consolidated=False)
-        ok = np.flatnonzero((out["status"] == 0).all("arm").values)
-        if ok.size > scfg["covariate_patients"]:
-            rng = np.random.default_rng(seed)
-            ok = np.sort(rng.choice(ok, size=scfg["covariate_patients"], replace=False))
-        X = np.column_stack([coh[c].values[ok] for c in covariates])
-        Y = {e: out[e].values[:, ok].T for e in endpoints}  # (n_patients, n_arms)
-        result["covariates"] = {"names": covariates, "patients": int(ok.size), "methods": {}}
-        for method in scfg["covariate_methods"]:
-            analyser = {"delta": delta, "pawn": pawn}[method]
-            ds = analyser.analyze(covariates, X, Y, seed=seed, dims=("arm",)).assign_coords(
-                arm=[str(a) for a in out["arm"].values]
-            )
-            _clean_attrs(ds).to_zarr(
-                store, group=f"covariates_{method}", mode=mode, consolidated=False
-            )
-            mode = "a"
-            index = "delta" if method == "delta" else "PAWN"
-            result["covariates"]["methods"][method] = {
-                str(o): {
-                    str(a): dict(
-                        zip(
-                            covariates,
-                            map(float, ds[index].sel(output=o, arm=a).values),
-                            strict=True,
-                        )
-                    )
-                    for a in ds["arm"].values
-                }
-                for o in ds["output"].values
-            }
     write_json(summary, result)
