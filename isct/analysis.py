@@ -458,24 +458,11 @@ def run_sensitivity(
             X = np.column_stack([coh[c].values[ok] for c in covariates])
             Y = {e: out[e].values[:, ok].T for e in endpoints}  # (n_patients, n_arms)
             result["covariates"] = {"names": covariates, "patients": int(ok.size), "methods": {}}
-            # one Dask task per (method, endpoint): the given-data estimators are the slow part
-            futures = {
-                (method, e): client.submit(
-                    {"delta": delta, "pawn": pawn}[method].analyze,
-                    covariates,
-                    X,
-                    {e: Y[e]},
-                    seed=seed,
-                    dims=("arm",),
-                    pure=False,
-                )
-                for method in scfg["covariate_methods"]
-                for e in endpoints
-            }
             for method in scfg["covariate_methods"]:
-                ds = xr.concat(
-                    [futures[(method, e)].result() for e in endpoints], dim="output"
-                ).assign_coords(arm=[str(a) for a in out["arm"].values])
+                analyser = {"delta": delta, "pawn": pawn}[method]
+                ds = analyser.analyze(covariates, X, Y, seed=seed, dims=("arm",)).assign_coords(
+                    arm=[str(a) for a in out["arm"].values]
+                )
                 _clean_attrs(ds).to_zarr(
                     store, group=f"covariates_{method}", mode=mode, consolidated=False
                 )
