@@ -203,6 +203,14 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
             uncertainty_problem(config, source=source)
         except ValueError as err:
             yield str(err)
+    card = config["model"].get("card")
+    if card:
+        from models import ModelCardError, load_card
+
+        try:
+            load_card(resolve_path(card), model)
+        except ModelCardError as err:
+            yield f"{source}: key 'model.card': {err}"
     endpoints = config.get("endpoints", [])
     unknown = [e for e in endpoints if e not in model.outputs]
     if unknown:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
+
+from models import load_card
 
 from .config import REPO_ROOT, model_of, resolve_path
 from .stages import arms_of, write_json
@@ -155,7 +156,7 @@ def _model_card(config: dict) -> dict[str, Any] | None:
     if not card:
         default = REPO_ROOT / "models" / config["model"]["name"] / "card.yaml"
         card = str(default) if default.is_file() else None
-    return yaml.safe_load(resolve_path(card).read_text()) if card else None
+    return load_card(resolve_path(card), model_of(config)) if card else None
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:

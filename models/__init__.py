@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import STATUS, STATUS_FLAG_MEANINGS, Model, ModelInputError, Variable, run_batch
+from .card import ModelCardError, load_card
 from .registry import ModelNotFoundError, available_models, get_model
 
 
@@ -24,11 +25,13 @@ __all__ = [
     "STATUS_FLAG_MEANINGS",
     "ExternalSolverModel",
     "Model",
+    "ModelCardError",
     "ModelInputError",
     "ModelNotFoundError",
     "TAVRModel",
     "Variable",
     "available_models",
     "get_model",
+    "load_card",
     "run_batch",
 ]

@@ -177,3 +177,25 @@ def test_unknown_device_key_family_or_setting_stops_the_run(tmp_path):
     config["model"]["settings"] = {"dt": 0.001}
     with pytest.raises(ConfigError, match=r"model\.settings'.*\['dt'\].*allowed keys: .*'dt_s'"):
         load_config(write(tmp_path, config))
+
+
+def test_a_model_card_that_drifted_from_its_model_stops_the_run(tmp_path):
+    card = yaml.safe_load((REPO_ROOT / "models" / "tavr" / "card.yaml").read_text())
+    card["version"] = "0.9"
+    card["outputs"]["mean_gradient_mmhg"]["units"] = "Pa"
+    del card["outputs"]["ppm_class"]
+    path = tmp_path / "card.yaml"
+    path.write_text(yaml.safe_dump(card))
+    config = default_config()
+    config["model"]["card"] = str(path)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, config))
+    message = str(err.value)
+    assert "model.card" in message and str(path) in message
+    assert "key 'version' is '0.9'" in message
+    assert "lacks ['ppm_class']" in message
+    assert "outputs.mean_gradient_mmhg.units' is 'Pa'" in message
+    del card["limitations"]
+    path.write_text(yaml.safe_dump(card))
+    with pytest.raises(ConfigError, match="'limitations' is a required property"):
+        load_config(write(tmp_path, config))
