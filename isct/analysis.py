@@ -25,7 +25,7 @@ from models import get_model
 from .cluster import client_from_env
 from .config import model_of, uncertainty_problem
 from .engine import simulate
-from .errors import ConfigError, StoreMismatchError
+from .errors import ConfigError
 
 __all__ = ["EngineEvaluator", "float_endpoints"]
 
@@ -111,24 +111,18 @@ class EngineEvaluator:
         digest = hashlib.sha256(X.tobytes() + repr(self.parameters).encode()).hexdigest()[:16]
         store = self.runs_dir / f"eval-{digest}.zarr"
 
-        def run():
-            return simulate(
-                self._rows_cohort(X),
-                self.model,
-                self.arms,
-                store,
-                client=self.client,
-                batch_size=self.batch_size,
-                settings=self.settings,
-                progress=False,
-                device_inputs=self.parameters,
-            )
-
-        try:
-            ds = run()
-        except StoreMismatchError:  # a cache of this design for another cohort/model/arms
-            shutil.rmtree(store)
-            ds = run()
+        ds = simulate(
+            self._rows_cohort(X),
+            self.model,
+            self.arms,
+            store,
+            client=self.client,
+            batch_size=self.batch_size,
+            settings=self.settings,
+            progress=False,
+            device_inputs=self.parameters,
+            on_mismatch="restart",  # a cache of this design made for another cohort or model
+        )
         n_rows, k, n_arms = len(X), self.cohort.sizes["patient"], len(self.arms)
         self.evaluations += n_rows * k * n_arms
         out = {}

@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -38,6 +40,8 @@ from models import STATUS, STATUS_FLAG_MEANINGS, Model, get_model, run_batch
 from .errors import ConfigError, SimulationIncompleteError, StoreMismatchError
 
 __all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "simulate"]
+
+log = logging.getLogger("isct.engine")
 
 #: Patients per task when not given: hundreds per task keeps scheduler overhead small.
 DEFAULT_BATCH_SIZE = 500
@@ -138,7 +142,8 @@ def _cohort_hash(ds: xr.Dataset, names: Sequence[str], path: str | None = None) 
             if group is not None:  # raw zarr reads: much faster than xarray/dask for this
                 block = np.asarray(group[name][start : start + _HASH_BLOCK])
             else:
-                block = np.asarray(ds[name].values[start : start + _HASH_BLOCK])
+                # slice before converting: a lazily loaded (dask) cohort reads one block only
+                block = np.asarray(ds[name].data[start : start + _HASH_BLOCK])
             block = np.ascontiguousarray(block)
             h.update(block.astype(block.dtype.newbyteorder("<"), copy=False).tobytes())
     return h.hexdigest()
@@ -262,6 +267,7 @@ def simulate(
     retries: int = 2,
     progress: bool = True,
     device_inputs: Sequence[str] = (),
+    on_mismatch: str = "raise",
 ) -> xr.Dataset:
     """Simulate every patient of a cohort under every arm, on Dask, into a zarr store.
 
@@ -292,6 +298,10 @@ def simulate(
         Cohort variables handed to the model as per-patient *device* values (arrays of the
         batch's length) instead of patient inputs. UQ and SA use this to run (parameter sample
         × patient) rows as one cohort: the uncertain device parameters become columns.
+    on_mismatch : {"raise", "restart"}
+        What to do with an existing ``out`` started for another cohort, model, arms or
+        settings: refuse (default), or delete it and start over (the workflow, whose config
+        changed on purpose, and the UQ/SA caches).
 
     Returns
     -------
@@ -339,18 +349,25 @@ def simulate(
             raise ConfigError(f"arm {arm['name']!r}: {err}") from err
     extra_dims = model_obj.output_dims(settings)
 
+    if on_mismatch not in ("raise", "restart"):
+        raise ValueError(f"on_mismatch is {on_mismatch!r}; allowed: 'raise', 'restart'")
     if (out / "zarr.json").exists():
         existing = json.loads(
             xr.open_zarr(out, consolidated=False).attrs.get("isct_identity", "{}")
         )
         differs = [k for k in identity if existing.get(k) != identity[k]]
-        if differs:
+        if differs and on_mismatch == "raise":
             raise StoreMismatchError(
                 f"{out} was started with a different {', '.join(differs)}; "
                 "use a new output path or delete the store to start over"
             )
-        store_batch = zarr.open_group(out, mode="r")["status"].chunks[1]
-        batch_size = store_batch
+        if differs:
+            log.warning(
+                "%s was started with a different %s: starting over", out, ", ".join(differs)
+            )
+            shutil.rmtree(out)
+    if (out / "zarr.json").exists():
+        batch_size = zarr.open_group(out, mode="r")["status"].chunks[1]
     else:
         batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         if batch_size < 1:
@@ -436,12 +453,11 @@ def _dispatch(
     runs_dir = str(plan.out.parent / "runs")
     nonce = uuid.uuid4().hex[:8]
     futures = {}
+    columns = [*plan.names, *plan.device_inputs, "patient"]
     for a, b in todo:
         start, stop = b * plan.batch_size, min(plan.n, (b + 1) * plan.batch_size)
-        columns = [*plan.names, *plan.device_inputs]
-        source = plan.cohort_path or {k: plan.ds[k].values[start:stop] for k in columns}
-        if isinstance(source, dict):
-            source["patient"] = plan.ds["patient"].values[start:stop]
+        # a store is read by the workers; an in-memory cohort ships each task its own slice
+        source = plan.cohort_path or {k: np.asarray(plan.ds[k].data[start:stop]) for k in columns}
         arm_settings = {**plan.settings, "arm": plan.arms[a]["name"], "runs_dir": runs_dir}
         fut = client.submit(
             _run_region,

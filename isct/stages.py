@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import xarray as xr
 from .cluster import ENV_WORKERS
 from .config import model_of, resolve_path, validate_config
 from .engine import expand_arms, simulate
-from .errors import StoreMismatchError
 
 __all__ = ["run_cohort", "run_simulate", "setup_logging", "trial_config"]
 
@@ -96,24 +94,16 @@ def run_simulate(config: dict, *, cohort: str, store: str, summary: str) -> xr.D
     An interrupted run resumes its store. A store made from another config (Snakemake reruns
     this stage because the cohort, model, arms or settings changed) is started over.
     """
-
-    def run():
-        return simulate(
-            cohort,
-            model_of(config),
-            arms_of(config),
-            store,
-            batch_size=config["simulation"]["batch_size"],
-            settings=config["model"]["settings"],
-            retries=config["simulation"]["retries"],
-        )
-
-    try:
-        ds = run()
-    except StoreMismatchError as err:
-        log.warning("the trial changed, starting %s over: %s", store, err)
-        shutil.rmtree(store)
-        ds = run()
+    ds = simulate(
+        cohort,
+        model_of(config),
+        arms_of(config),
+        store,
+        batch_size=config["simulation"]["batch_size"],
+        settings=config["model"]["settings"],
+        retries=config["simulation"]["retries"],
+        on_mismatch="restart",
+    )
     status = ds["status"].values
     run = json.loads(ds.attrs["isct_last_run"])
     write_json(

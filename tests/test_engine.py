@@ -398,3 +398,24 @@ def test_crashing_batch_keeps_finished_work_and_reruns_only_itself(client, cohor
         cohort_store, "orifice", ARMS, tmp_path / "ref.zarr", client=client, batch_size=50
     )
     assert_same(ds, reference)
+
+
+def test_restart_on_mismatch_and_lazily_opened_cohort(client, cohort_store, tmp_path):
+    out = tmp_path / "r.zarr"
+    simulate(cohort_store, "orifice", ARMS, out, client=client, batch_size=100)
+    again = simulate(
+        cohort_store, "orifice", ARMS[:1], out, client=client, batch_size=100, on_mismatch="restart"
+    )
+    assert list(again["arm"].values) == ["small"]
+    assert json.loads(again.attrs["isct_last_run"])["batches_run"] == 6
+    # a Dataset opened lazily from a store is sliced per task, not loaded per task
+    lazy = xr.open_zarr(cohort_store, consolidated=False)
+    from_dataset = simulate(
+        lazy, "orifice", ARMS, tmp_path / "lazy.zarr", client=client, batch_size=100
+    )
+    from_store = simulate(
+        cohort_store, "orifice", ARMS, tmp_path / "store.zarr", client=client, batch_size=100
+    )
+    assert_same(from_dataset, from_store)
+    with pytest.raises(ValueError, match="on_mismatch"):
+        simulate(cohort_store, "orifice", ARMS, out, client=client, on_mismatch="ignore")
