@@ -400,9 +400,8 @@ def run_device(
     return out, ok & (results[:, kernel.RES["converged"]] > 0.5)
 
 
-def _device_eoa(
-    device: Mapping[str, Any], patients: Mapping[str, np.ndarray], n: int, out_of_chart: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _checked_family(device: Mapping[str, Any]):
+    """The device's valve family, after rejecting unknown keys and a missing or unknown family."""
     unknown = sorted(set(device) - set(_DEVICE_KEYS))
     if unknown:
         raise TAVRDeviceError(
@@ -410,7 +409,13 @@ def _device_eoa(
         )
     if "family" not in device:
         raise TAVRDeviceError(f"TAVR device needs key 'family'; allowed values: {sorted(FAMILIES)}")
-    family = device["family"]
+    return _family(device["family"])
+
+
+def _device_eoa(
+    device: Mapping[str, Any], patients: Mapping[str, np.ndarray], n: int, out_of_chart: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    family = _checked_family(device).name
     if device.get("size_mm") is not None:
         size = np.broadcast_to(np.asarray(device["size_mm"], dtype=np.int64), (n,)).copy()
         off = np.zeros(n, dtype=bool)
@@ -586,16 +591,7 @@ class TAVRModel(Model):
         TAVRSettingsError, TAVRDeviceError
         """
         _settings(settings)
-        unknown = sorted(set(device) - set(_DEVICE_KEYS))
-        if unknown:
-            raise TAVRDeviceError(
-                f"TAVR device keys {unknown} are unknown; allowed keys: {list(_DEVICE_KEYS)}"
-            )
-        if "family" not in device:
-            raise TAVRDeviceError(
-                f"TAVR device needs key 'family'; allowed values: {sorted(FAMILIES)}"
-            )
-        family = _family(device["family"])
+        family = _checked_family(device)
         size = device.get("size_mm")
         if size is not None and np.ndim(size) == 0 and int(size) not in family.sizes_mm:
             raise TAVRDeviceError(
