@@ -63,7 +63,8 @@ def resimulate(
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     cohort = zarr.open_group(cohort_path, mode="r")
-    patients = {k: np.asarray(cohort[k][:])[idx] for k in model.inputs}
+    # read only the sampled patients (orthogonal selection), not whole columns
+    patients = {k: np.asarray(cohort[k].oindex[idx]) for k in model.inputs}
     patients["patient"] = outcomes["patient"].values[idx]
     stored_group = zarr.open_group(outcomes_path, mode="r")
     problems = []
@@ -75,7 +76,7 @@ def resimulate(
             {**settings, "arm": arm["name"], "runs_dir": str(results / "runs")},
         )
         for key, values in fresh.items():
-            stored = np.asarray(stored_group[key][a])[idx]
+            stored = np.asarray(stored_group[key].oindex[(a, idx)])
             same = (
                 (stored == values) | (np.isnan(stored) & np.isnan(values))
                 if values.dtype.kind == "f"
