@@ -4,9 +4,12 @@ Submodules
 ----------
 verification
     Observed order of accuracy and the Grid Convergence Index (Roache 1994; Celik et al. 2008).
+comparators
+    Published clinical figures with their role (calibration or validation), time point and
+    the patients they describe.
 validation
-    ASME V&V 20 comparison error, area metric, exact proportion intervals, comparators,
-    applicability of comparator populations.
+    ASME V&V 20 comparison error, area metric, exact proportion intervals, validation of a
+    virtual trial against comparators, applicability of comparator populations.
 uq
     Monte Carlo and polynomial chaos propagation, per-patient prediction intervals and
     population-level trial-outcome intervals.
@@ -20,16 +23,15 @@ report
 
 from __future__ import annotations
 
-from . import plan, report, sensitivity, uq, validation, verification
+from . import comparators, plan, report, sensitivity, uq, validation, verification
+from .comparators import ComparatorError, load_comparators, load_populations, rows_with_role
 from .plan import Plan, PlanError, assess, load_plan, model_risk
 from .report import build_context, collect_evidence, render_report
 from .validation import (
-    ComparatorError,
     ValidationError,
     applicability,
     area_metric,
     comparison_error,
-    load_comparators,
     proportion_interval,
     validate,
 )
@@ -47,9 +49,11 @@ __all__ = [
     "assess",
     "build_context",
     "collect_evidence",
+    "comparators",
     "comparison_error",
     "gci",
     "load_comparators",
+    "load_populations",
     "load_plan",
     "model_risk",
     "observed_order",
@@ -57,6 +61,7 @@ __all__ = [
     "proportion_interval",
     "render_report",
     "report",
+    "rows_with_role",
     "sensitivity",
     "uq",
     "validate",

@@ -19,9 +19,8 @@ Kish, L. (1965). Survey Sampling. New York: Wiley (effective sample size of weig
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,49 +29,29 @@ import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from .comparators import POOLED_ARM, event_of, rows_with_role, select, where_variables
+
 __all__ = [
-    "ComparatorError",
     "ComparisonError",
+    "Prediction",
     "ValidationError",
     "applicability",
     "applicability_summary",
     "area_metric",
+    "comparator_uncertainty",
     "comparison_error",
-    "load_comparators",
-    "load_populations",
+    "kish_n",
+    "patient_weights",
+    "predict_statistic",
     "proportion_interval",
+    "selected_values",
     "validate",
     "validation_summary",
 ]
 
-#: Columns every comparator file must have (a non-empty value on every row).
-REQUIRED_COLUMNS = ("id", "quantity", "statistic", "arm", "value", "unit", "citation")
-#: Optional columns; missing ones are added as empty.
-OPTIONAL_COLUMNS = (
-    "category",
-    "device",
-    "size_mm",
-    "sd",
-    "ci_low",
-    "ci_high",
-    "n",
-    "timepoint",
-    "population",
-)
-#: Allowed values of the ``statistic`` column.
-STATISTICS = ("mean", "median", "proportion")
-#: Allowed units of a proportion (values in percent are converted to fractions on load).
-PROPORTION_UNITS = ("%", "fraction")
-#: ``arm`` value that pools every arm of the outcomes (a 1:1 device mix in a crossover trial).
-POOLED_ARM = "pooled"
-
 
 class ValidationError(ValueError):
     """Invalid input to a validation calculation (shapes, arms, quantities, intervals)."""
-
-
-class ComparatorError(ValueError):
-    """A comparator or population file is malformed; the message names file, row and column."""
 
 
 @dataclass(frozen=True)
@@ -333,187 +312,6 @@ def proportion_interval(
     return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
 
 
-# ----------------------------------------------------------------------------- comparators
-
-
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
-
-
-def _data_lines(path: Path) -> np.ndarray:
-    """1-based line numbers of the data rows of a CSV whose comment lines start with '#'."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    content = [i + 1 for i, t in enumerate(lines) if t.strip() and not t.lstrip().startswith("#")]
-    return np.asarray(content[1:], dtype=int)
-
-
-def load_comparators(path: str | Path) -> pd.DataFrame:
-    """Read a comparator CSV file and check it.
-
-    Parameters
-    ----------
-    path : str or Path
-        CSV file with the columns ``id, quantity, statistic, arm, value, unit, citation``
-        (required on every row) and optionally ``category`` (integer code counted by a
-        proportion), ``device``, ``size_mm``, ``sd``, ``ci_low``, ``ci_high``, ``n``,
-        ``timepoint``, ``population``. ``quantity`` names an outcomes variable;
-        ``statistic`` is one of ``mean``, ``median``, ``proportion``; ``arm`` is an outcomes
-        arm name or ``pooled``; proportions are given in ``%`` or ``fraction``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per comparator, indexed by position; proportions (and their ``sd``/``ci``)
-        converted to fractions with ``unit = "fraction"``; ``source_row`` holds the 1-based
-        line number in the file.
-
-    Raises
-    ------
-    ComparatorError
-        Naming the file, the line and the column, when a required column is missing, a
-        required value (notably the citation) is empty, an ``id`` repeats, a number does not
-        parse, ``statistic`` or a proportion unit is not an allowed value, or a proportion has
-        no ``category``.
-    """
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
-    except (OSError, pd.errors.ParserError) as exc:
-        raise ComparatorError(f"{path}: cannot read comparator CSV: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ComparatorError(
-            f"{path}: missing required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}"
-        )
-    unknown = sorted(set(raw.columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
-    if unknown:
-        raise ComparatorError(
-            f"{path}: unknown column(s) {unknown}; allowed: "
-            f"{list(REQUIRED_COLUMNS) + list(OPTIONAL_COLUMNS)}"
-        )
-    for col in OPTIONAL_COLUMNS:
-        if col not in raw.columns:
-            raw[col] = ""
-    raw = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
-    line = _data_lines(path)
-    raw["source_row"] = line
-    for col in REQUIRED_COLUMNS:
-        empty = raw[col] == ""
-        if empty.any():
-            i = int(np.flatnonzero(empty.to_numpy())[0])
-            raise ComparatorError(
-                f"{path}: row {line[i]} (id={raw['id'].iat[i] or '?'}): column '{col}' is empty; "
-                f"every comparator row needs {col}"
-            )
-    dup = raw["id"].duplicated()
-    if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise ComparatorError(f"{path}: row {line[i]}: duplicate id '{raw['id'].iat[i]}'")
-    bad_stat = ~raw["statistic"].isin(STATISTICS)
-    if bad_stat.any():
-        i = int(np.flatnonzero(bad_stat.to_numpy())[0])
-        raise ComparatorError(
-            f"{path}: row {line[i]} (id={raw['id'].iat[i]}): column 'statistic' is "
-            f"'{raw['statistic'].iat[i]}'; allowed: {list(STATISTICS)}"
-        )
-    out = raw.copy()
-    for col in ("value", "size_mm", "sd", "ci_low", "ci_high", "n", "category"):
-        num = pd.to_numeric(raw[col].replace("", np.nan), errors="coerce")
-        bad = num.isna() & (raw[col] != "")
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ComparatorError(
-                f"{path}: row {line[i]} (id={raw['id'].iat[i]}): column '{col}' is "
-                f"'{raw[col].iat[i]}', not a number"
-            )
-        out[col] = num.astype(float)
-    is_prop = out["statistic"] == "proportion"
-    bad_unit = is_prop & ~out["unit"].isin(PROPORTION_UNITS)
-    if bad_unit.any():
-        i = int(np.flatnonzero(bad_unit.to_numpy())[0])
-        raise ComparatorError(
-            f"{path}: row {line[i]} (id={out['id'].iat[i]}): proportion unit is "
-            f"'{out['unit'].iat[i]}'; allowed: {list(PROPORTION_UNITS)}"
-        )
-    no_cat = is_prop & out["category"].isna()
-    if no_cat.any():
-        i = int(np.flatnonzero(no_cat.to_numpy())[0])
-        raise ComparatorError(
-            f"{path}: row {line[i]} (id={out['id'].iat[i]}): column 'category' is empty; a "
-            "proportion needs the integer code it counts (e.g. 2 for severe PPM)"
-        )
-    pct = is_prop & (out["unit"] == "%")
-    for col in ("value", "sd", "ci_low", "ci_high"):
-        out.loc[pct, col] = out.loc[pct, col] / 100.0
-    out.loc[pct, "unit"] = "fraction"
-    bad_frac = is_prop & ~out["value"].between(0.0, 1.0)
-    if bad_frac.any():
-        i = int(np.flatnonzero(bad_frac.to_numpy())[0])
-        raise ComparatorError(
-            f"{path}: row {line[i]} (id={out['id'].iat[i]}): proportion value outside [0, 1]"
-        )
-    out.attrs["source"] = str(path)
-    return out.reset_index(drop=True)
-
-
-def load_populations(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Read comparator-population characteristics for :func:`applicability`.
-
-    Parameters
-    ----------
-    path : str or Path
-        CSV with columns ``population, variable, citation`` (required) and any of ``mean``,
-        ``sd``, ``min``, ``max``, ``proportion`` (numbers), ``where`` (optional restriction
-        ``<cohort variable>=<code>``, e.g. ``sex=0``).
-
-    Returns
-    -------
-    dict
-        ``{population: {key: {"variable", "mean", "sd", "min", "max", "proportion", "where",
-        "citation"}}}``; ``key`` is the variable name, suffixed by ``[where]`` if restricted.
-
-    Raises
-    ------
-    ComparatorError
-        Naming file, line and column for a missing column, empty citation, unparsable number
-        or a row without any of mean / min / max / proportion.
-    """
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
-    except (OSError, pd.errors.ParserError) as exc:
-        raise ComparatorError(f"{path}: cannot read population CSV: {exc}") from exc
-    required = ("population", "variable", "citation")
-    numeric = ("mean", "sd", "min", "max", "proportion")
-    missing = [c for c in required if c not in raw.columns]
-    if missing:
-        raise ComparatorError(f"{path}: missing required column(s) {missing}")
-    result: dict[str, dict[str, dict[str, Any]]] = {}
-    lines = _data_lines(path)
-    for line, row in zip(lines, raw.to_dict("records"), strict=True):
-        for col in required:
-            if str(row[col]).strip() == "":
-                raise ComparatorError(f"{path}: row {line}: column '{col}' is empty")
-        entry: dict[str, Any] = {"variable": row["variable"].strip()}
-        for col in numeric:
-            text = str(row.get(col, "")).strip()
-            try:
-                entry[col] = float(text) if text else np.nan
-            except ValueError as exc:
-                raise ComparatorError(
-                    f"{path}: row {line}: column '{col}' is '{text}', not a number"
-                ) from exc
-        if all(np.isnan(entry[c]) for c in ("mean", "min", "max", "proportion")):
-            raise ComparatorError(
-                f"{path}: row {line}: give at least one of mean, min, max, proportion"
-            )
-        entry["where"] = str(row.get("where", "")).strip()
-        entry["citation"] = row["citation"].strip()
-        key = entry["variable"] + (f"[{entry['where']}]" if entry["where"] else "")
-        result.setdefault(row["population"].strip(), {})[key] = entry
-    return result
-
-
 # ----------------------------------------------------------------------------- validate
 
 
@@ -545,7 +343,9 @@ def patient_weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarr
     return w
 
 
-def _kish_n(w: np.ndarray) -> float:
+def kish_n(w: ArrayLike) -> float:
+    """Kish's effective sample size ``(Σw)² / Σw²`` of weighted data (Kish 1965)."""
+    w = np.asarray(w, dtype=float)
     s = w.sum()
     return float(s * s / np.sum(w * w)) if s > 0 else 0.0
 
@@ -558,43 +358,180 @@ def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: ArrayLike) -> np.ndarray
     return xs[np.clip(idx, 0, xs.size - 1)]
 
 
-def _predict(
-    values: np.ndarray, w: np.ndarray, statistic: str, category: float, conf: float
-) -> tuple[float, float, float, float, float, int]:
-    """Prediction, its interval, its standard error, the Kish n and the raw n."""
+@dataclass(frozen=True)
+class Prediction:
+    """A virtual-cohort statistic for one comparator row.
+
+    Attributes
+    ----------
+    value, low, high : float
+        The statistic and its ``conf`` interval (Student t for means, normal for medians and
+        SDs, Clopper–Pearson for proportions).
+    se : float
+        Its standard error (the Monte Carlo error of the finite virtual cohort).
+    sd, sd_se : float
+        Between-patient SD of the selected values and its standard error (NaN for
+        proportions).
+    n_effective : float
+        Kish effective n of the selected patients.
+    n : int
+        Number of selected patients.
+    """
+
+    value: float
+    low: float
+    high: float
+    se: float
+    sd: float
+    sd_se: float
+    n_effective: float
+    n: int
+
+
+def predict_statistic(
+    values: np.ndarray, weights: np.ndarray, row: Mapping[str, Any], *, conf: float = 0.95
+) -> Prediction:
+    """The statistic a comparator row reports, computed over the selected virtual patients.
+
+    Parameters
+    ----------
+    values : ndarray
+        The quantity of the selected patients (valid ones only).
+    weights : ndarray
+        Their sampling weights.
+    row : mapping
+        A comparator row (``statistic`` and, for proportions, ``category`` or ``threshold``).
+    conf : float, default 0.95
+
+    Returns
+    -------
+    Prediction
+    """
     n_raw = int(values.size)
     if n_raw == 0:
-        return (np.nan,) * 5 + (0,)
-    n_eff = _kish_n(w)
-    wn = w / w.sum()
-    if statistic == "proportion":
-        event = (values == category).astype(float)
+        return Prediction(*(np.nan,) * 7, 0)
+    n_eff = kish_n(weights)
+    wn = weights / weights.sum()
+    z = stats.norm.ppf(0.5 + conf / 2.0)
+    if row["statistic"] == "proportion":
+        event = np.asarray(event_of(row)(values), dtype=float)
         p = float(np.sum(wn * event))
         lo, hi = proportion_interval(p * n_eff, n_eff, conf=conf)
         se = float(np.sqrt(p * (1.0 - p) / n_eff))
-        return p, float(lo), float(hi), se, n_eff, n_raw
+        return Prediction(p, float(lo), float(hi), se, np.nan, np.nan, n_eff, n_raw)
     mean = float(np.sum(wn * values))
     sd = float(np.sqrt(np.sum(wn * (values - mean) ** 2) * n_eff / max(n_eff - 1.0, 1.0)))
+    sd_se = sd / np.sqrt(2.0 * max(n_eff - 1.0, 1.0))
     se = sd / np.sqrt(n_eff)
-    if statistic == "median":
-        centre = float(_weighted_quantile(values, w, 0.5))
+    if row["statistic"] == "sd":
+        return Prediction(sd, sd - z * sd_se, sd + z * sd_se, sd_se, sd, sd_se, n_eff, n_raw)
+    if row["statistic"] == "median":
+        centre = float(_weighted_quantile(values, weights, 0.5))
         se = 1.2533 * se  # asymptotic SE of a normal median, sqrt(pi/2) * sd / sqrt(n)
-    else:
-        centre = mean
+        return Prediction(centre, centre - z * se, centre + z * se, se, sd, sd_se, n_eff, n_raw)
     tq = stats.t.ppf(0.5 + conf / 2.0, max(n_eff - 1.0, 1.0))
-    return centre, centre - tq * se, centre + tq * se, float(se), n_eff, n_raw
+    return Prediction(mean, mean - tq * se, mean + tq * se, float(se), sd, sd_se, n_eff, n_raw)
 
 
-def _u_d(row: Mapping[str, Any]) -> tuple[float, str]:
-    """Standard uncertainty of a comparator value and how it was obtained."""
-    if np.isfinite(row["sd"]) and np.isfinite(row["n"]) and row["n"] > 0:
-        return float(row["sd"] / np.sqrt(row["n"])), "sd/sqrt(n)"
+def comparator_uncertainty(row: Mapping[str, Any]) -> tuple[float, str]:
+    """Standard uncertainty ``u_D`` of a comparator value and how it was obtained."""
+    n = row.get("n", np.nan)
+    has_n = np.isfinite(n) and n > 1
+    if row["statistic"] == "sd":
+        if has_n:
+            return float(row["value"] / np.sqrt(2.0 * (n - 1.0))), "sd/sqrt(2(n-1))"
+        return 0.0, "u_D not reported (taken as 0)"
+    if np.isfinite(row["sd"]) and has_n:
+        return float(row["sd"] / np.sqrt(n)), "sd/sqrt(n)"
     if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
         return float((row["ci_high"] - row["ci_low"]) / (2.0 * 1.959964)), "95% CI width/3.92"
-    if row["statistic"] == "proportion" and np.isfinite(row["n"]) and row["n"] > 0:
+    if row["statistic"] == "proportion" and has_n:
         p = row["value"]
-        return float(np.sqrt(p * (1.0 - p) / row["n"])), "binomial sqrt(p(1-p)/n)"
+        return float(np.sqrt(p * (1.0 - p) / n)), "binomial sqrt(p(1-p)/n)"
     return 0.0, "u_D not reported (taken as 0)"
+
+
+def selected_values(
+    arrays: Mapping[str, np.ndarray],
+    arms: Sequence[str],
+    row: Mapping[str, Any],
+    cohort_vars: Mapping[str, np.ndarray],
+    weights: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values and weights of the virtual patients a comparator row is compared with.
+
+    Parameters
+    ----------
+    arrays : mapping of str to ndarray, shape (arm, patient)
+        Outcome variables (at least ``status``, the row's quantity and the variables its
+        ``size_mm`` / ``where`` use).
+    arms : sequence of str
+        Arm names in the order of the first axis.
+    row : mapping
+        The comparator row: ``arm`` (an arm or ``pooled``), ``quantity``, ``size_mm``,
+        ``where``.
+    cohort_vars : mapping of str to ndarray, shape (patient,)
+        Cohort variables a ``where`` clause may name.
+    weights : ndarray, shape (patient,)
+
+    Returns
+    -------
+    (values, weights) : ndarray, ndarray
+        Patients with ``status == 0`` and a valid value (``>= 0`` for integer classes).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown arm, quantity or ``where`` variable (the message lists what exists).
+    """
+    where = f"comparator id={row['id']}"
+    q, arm = row["quantity"], row["arm"]
+    if q not in arrays:
+        raise ValidationError(f"{where}: quantity '{q}' not in outcomes; available: {sorted(arrays)}")
+    if arm != POOLED_ARM and arm not in arms:
+        raise ValidationError(
+            f"{where}: arm '{arm}' not in outcomes; allowed: {list(arms) + [POOLED_ARM]}"
+        )
+    idx = list(range(len(arms))) if arm == POOLED_ARM else [list(arms).index(arm)]
+    values, chosen_w = [], []
+    for a in idx:
+        vals = np.asarray(arrays[q][a], dtype=float)
+        ok = (np.asarray(arrays["status"][a]) == 0) & np.isfinite(vals)
+        if np.issubdtype(np.asarray(arrays[q]).dtype, np.integer):
+            ok &= vals >= 0
+        size = row.get("size_mm", np.nan)
+        if size is not None and np.isfinite(size):
+            if "valve_size_mm" not in arrays:
+                raise ValidationError(f"{where}: size_mm given but outcomes lack 'valve_size_mm'")
+            ok &= np.asarray(arrays["valve_size_mm"][a], dtype=float) == size
+        if str(row.get("where") or "").strip():
+            variables = {**cohort_vars, **{k: v[a] for k, v in arrays.items()}}
+            try:
+                ok &= select(row["where"], variables, vals.size)
+            except KeyError as exc:
+                raise ValidationError(f"{where}: {exc.args[0]}") from None
+        values.append(vals[ok])
+        chosen_w.append(weights[ok])
+    return np.concatenate(values), np.concatenate(chosen_w)
+
+
+#: Columns of a :func:`validate` table.
+VALIDATION_COLUMNS = (
+    "id", "study", "role", "quantity", "statistic", "arm", "size_mm", "where", "timepoint",
+    "timepoint_days", "unit", "observed", "observed_low", "observed_high", "n", "predicted",
+    "predicted_low", "predicted_high", "n_virtual", "n_effective", "E", "rel_error_pct",
+    "u_num", "u_input", "u_D", "u_val", "k", "verdict", "area_metric", "observed_sd",
+    "predicted_sd", "predicted_sd_low", "predicted_sd_high", "sd_verdict", "population",
+    "method", "citation", "note",
+)  # fmt: skip
+
+
+def _arrays(ds: xr.Dataset, names: set[str]) -> dict[str, np.ndarray]:
+    return {
+        str(v): np.asarray(ds[v].transpose("arm", "patient", ...).values)
+        for v in ds.data_vars
+        if v in names and ds[v].dims[:2] in (("arm", "patient"), ("patient", "arm"))
+    }
 
 
 def validate(
@@ -602,39 +539,47 @@ def validate(
     comparators: pd.DataFrame,
     cohort: xr.Dataset | None = None,
     *,
+    role: str = "validation",
+    at_timepoint: Callable[[float], xr.Dataset | str] | None = None,
     u_num: Mapping[str, float] | None = None,
     u_input: Mapping[str, float] | None = None,
     k: float = 2.0,
     conf: float = 0.95,
 ) -> pd.DataFrame:
-    """Compare virtual-trial predictions with every comparator row.
+    """Compare virtual-trial predictions with the comparator rows of one role.
 
-    For each row the population statistic of the virtual cohort is computed over patients with
-    ``status == 0`` and a valid value (``>= 0`` for integer classes), in the comparator's arm
-    (``pooled``: all arms together) and, when ``size_mm`` is given, among patients who received
-    that valve size (``valve_size_mm``). Weighted by the cohort ``sampling_weight`` when a
-    cohort is given (Kish effective n for the intervals).
+    Only rows whose ``role`` is ``role`` are compared: with the default, calibration rows
+    never enter a validation table. For each row the population statistic of the virtual
+    cohort (:func:`predict_statistic`) is computed over the patients of the row's arm
+    (``pooled``: all arms), valve size and ``where`` selection with ``status == 0`` and a
+    valid value, weighted by the cohort ``sampling_weight`` (Kish effective n), from the
+    outcomes *at the row's time point*: ``at_timepoint(days)`` returns the outcomes projected
+    to that time, or a string giving why the model cannot predict it (the row is then
+    ``excluded`` with that reason).
 
-    The prediction interval is the ``conf`` interval of the statistic: Student t for means,
-    normal-approximation for medians, Clopper–Pearson for proportions. The V&V 20 comparison
-    uses ``u_num = sqrt(u_num[quantity]**2 + SE_pred**2)`` (the Monte Carlo sampling error of
-    the finite virtual cohort is a numerical error), ``u_input[quantity]`` (e.g. from UQ) and
-    ``u_D`` from the comparator's ``sd``/``n``, CI, or binomial ``n``. The verdict is
-    ``consistent`` when ``|E| <= k u_val``. The area metric (Ferson et al. 2008) is computed
-    for ``mean`` rows that report a between-patient ``sd``, against ``Normal(value, sd)``.
+    The V&V 20 comparison uses ``u_num = sqrt(u_num[quantity]² + SE_pred²)`` (the Monte
+    Carlo error of the finite virtual cohort is a numerical error), ``u_input[quantity]``
+    and ``u_D`` (:func:`comparator_uncertainty`); the verdict is ``consistent`` when
+    ``|E| <= k u_val``. Rows that report a between-patient SD are compared by distribution as
+    well: the area metric against ``Normal(value, sd)`` (Ferson et al. 2008) and the
+    published SD against the virtual SD (``sd_verdict``, same rule with the SDs' standard
+    errors).
 
     Parameters
     ----------
     outcomes : xarray.Dataset
-        Dims ``(arm, patient)``; the comparator quantities, ``status`` (int8, 0 ok) and, for
-        rows with ``size_mm``, ``valve_size_mm``.
+        Dims ``(arm, patient)``; the comparator quantities, ``status`` (0 ok) and, for rows
+        with ``size_mm``, ``valve_size_mm``.
     comparators : pandas.DataFrame
-        As returned by :func:`load_comparators`.
+        As returned by :func:`credibility.comparators.load_comparators`.
     cohort : xarray.Dataset, optional
-        Cohort with ``sampling_weight`` (dim ``patient``).
+        Cohort with ``sampling_weight`` and the variables ``where`` clauses name.
+    role : {"validation", "calibration"}
+    at_timepoint : callable, optional
+        ``days -> outcomes Dataset | reason``; default: the outcomes as they are, for every
+        time point.
     u_num, u_input : mapping of str to float, optional
-        Additional standard uncertainties per quantity (units of the quantity; proportions as
-        fractions). Missing quantities count as 0.
+        Additional standard uncertainties per quantity. Missing quantities count as 0.
     k : float, default 2.0
         Coverage factor for the verdict.
     conf : float, default 0.95
@@ -643,115 +588,117 @@ def validate(
     Returns
     -------
     pandas.DataFrame
-        One row per comparator: ``id, quantity, statistic, arm, size_mm, timepoint, unit,
-        observed, observed_low, observed_high, predicted, predicted_low, predicted_high,
-        n_virtual, n_effective, E, rel_error_pct, u_num, u_input, u_D, u_val, k, verdict,
-        area_metric, population, citation, note``.
+        One row per comparator of the role, columns :data:`VALIDATION_COLUMNS`; ``verdict``
+        is one of ``consistent``, ``inconsistent``, ``no prediction``, ``excluded``.
 
     Raises
     ------
     ValidationError
-        If a comparator's quantity or arm is not in ``outcomes`` (message lists the available
-        ones), ``size_mm`` is used without ``valve_size_mm``, or units disagree with the
-        outcome variable's ``units`` attribute.
+        If a comparator's quantity, arm or ``where`` variable is not in the outcomes or
+        cohort (message lists the available ones), or units disagree with the outcome
+        variable's ``units`` attribute.
     """
     if "status" not in outcomes:
         raise ValidationError("outcomes: variable 'status' is required (0 = ok)")
-    # read every needed variable once (the outcomes may be a lazily opened zarr store)
-    needed = {"status", "valve_size_mm"} | set(comparators["quantity"])
-    available = sorted(str(v) for v in outcomes.data_vars)
-    outcomes = outcomes[[v for v in outcomes.data_vars if v in needed]].load()
+    rows_of_role = rows_with_role(comparators, role)
     arms = [str(a) for a in outcomes["arm"].values]
     weights = patient_weights(outcomes, cohort)
+    n_patients = outcomes.sizes["patient"]
+    cohort_vars = (
+        {
+            str(v): np.asarray(cohort[v].values)
+            for v in cohort.data_vars
+            if cohort[v].dims == ("patient",) and cohort.sizes["patient"] == n_patients
+        }
+        if cohort is not None
+        else {}
+    )
+    needed = {"status", "valve_size_mm"} | set(rows_of_role["quantity"])
+    for text in rows_of_role.get("where", []):
+        needed |= where_variables(text)
+    projections: dict[float, dict[str, np.ndarray] | str] = {}
     u_num = dict(u_num or {})
     u_input = dict(u_input or {})
     rows = []
-    for row in comparators.to_dict("records"):
-        where = f"comparator id={row['id']}"
+    for row in rows_of_role.to_dict("records"):
+        days = float(row["timepoint_days"])
+        if days not in projections:
+            ds = outcomes if at_timepoint is None else at_timepoint(days)
+            projections[days] = ds if isinstance(ds, str) else _arrays(ds, needed)
+            if not isinstance(ds, str):
+                units = {str(v): ds[v].attrs.get("units") for v in ds.data_vars}
+        out = {c: row.get(c, np.nan) for c in VALIDATION_COLUMNS if c in row}
+        out.update(observed=row["value"], k=k)
+        projected = projections[days]
+        if isinstance(projected, str):
+            rows.append({**out, "verdict": "excluded", "note": projected})
+            continue
         q = row["quantity"]
-        if q not in outcomes:
-            raise ValidationError(
-                f"{where}: quantity '{q}' not in outcomes; available: {available}"
-            )
-        arm = row["arm"]
-        if arm != POOLED_ARM and arm not in arms:
-            raise ValidationError(
-                f"{where}: arm '{arm}' not in outcomes; allowed: {arms + [POOLED_ARM]}"
-            )
-        unit_attr = outcomes[q].attrs.get("units")
+        unit_attr = units.get(q)
         if (
             row["statistic"] != "proportion"
             and unit_attr is not None
             and _norm_unit(unit_attr) != _norm_unit(row["unit"])
         ):
             raise ValidationError(
-                f"{where}: unit '{row['unit']}' differs from outcomes['{q}'] units '{unit_attr}'"
+                f"comparator id={row['id']}: unit '{row['unit']}' differs from outcomes['{q}'] "
+                f"units '{unit_attr}'"
             )
-        sel = outcomes if arm == POOLED_ARM else outcomes.sel(arm=arm)
-        vals = np.asarray(sel[q].values, dtype=float)
-        ok = np.asarray(sel["status"].values) == 0
-        ok &= np.isfinite(vals)
-        if np.issubdtype(outcomes[q].dtype, np.integer):
-            ok &= vals >= 0
-        if np.isfinite(row["size_mm"]):
-            if "valve_size_mm" not in sel:
-                raise ValidationError(f"{where}: size_mm given but outcomes lack 'valve_size_mm'")
-            ok &= np.asarray(sel["valve_size_mm"].values, dtype=float) == row["size_mm"]
-        w = np.broadcast_to(weights, vals.shape)
-        S, lo, hi, se, n_eff, n_raw = _predict(
-            vals[ok], w[ok], row["statistic"], row["category"], conf
-        )
-        u_d, how = _u_d(row)
+        values, w = selected_values(projected, arms, row, cohort_vars, weights)
+        pred = predict_statistic(values, w, row, conf=conf)
+        u_d, how = comparator_uncertainty(row)
         notes = [how]
-        un = float(np.hypot(u_num.get(q, 0.0), se if np.isfinite(se) else 0.0))
+        un = float(np.hypot(u_num.get(q, 0.0), pred.se if np.isfinite(pred.se) else 0.0))
         ui = float(u_input.get(q, 0.0))
         if q not in u_input:
             notes.append("u_input not supplied (taken as 0)")
-        ce = comparison_error(S, row["value"], u_num=un, u_input=ui, u_D=u_d, k=k)
-        E = float(ce.E)
-        if n_raw == 0:
+        ce = comparison_error(pred.value, row["value"], u_num=un, u_input=ui, u_D=u_d, k=k)
+        if pred.n == 0:
             verdict = "no prediction"
             notes.append("no valid virtual patient in this stratum")
         else:
             verdict = "consistent" if bool(ce.consistent) else "inconsistent"
-        am = np.nan
-        if row["statistic"] == "mean" and np.isfinite(row["sd"]) and n_raw > 0:
-            am = area_metric(vals[ok], stats.norm(row["value"], row["sd"]), pred_weights=w[ok])
         obs_lo, obs_hi = row["ci_low"], row["ci_high"]
         if not (np.isfinite(obs_lo) and np.isfinite(obs_hi)) and u_d > 0:
             obs_lo, obs_hi = row["value"] - 1.959964 * u_d, row["value"] + 1.959964 * u_d
+        spread: dict[str, Any] = {}
+        if row["statistic"] in ("mean", "median") and np.isfinite(row["sd"]) and pred.n > 1:
+            spread["area_metric"] = area_metric(
+                values, stats.norm(row["value"], row["sd"]), pred_weights=w
+            )
+            n_obs = row["n"] if np.isfinite(row["n"]) and row["n"] > 1 else np.inf
+            sd_u = np.hypot(pred.sd_se, row["sd"] / np.sqrt(2.0 * (n_obs - 1.0)))
+            z = stats.norm.ppf(0.5 + conf / 2.0)
+            spread.update(
+                observed_sd=row["sd"],
+                predicted_sd=pred.sd,
+                predicted_sd_low=pred.sd - z * pred.sd_se,
+                predicted_sd_high=pred.sd + z * pred.sd_se,
+                sd_verdict="consistent" if abs(pred.sd - row["sd"]) <= k * sd_u else "inconsistent",
+            )
+        E = float(ce.E)
         rows.append(
             {
-                "id": row["id"],
-                "quantity": q,
-                "statistic": row["statistic"],
-                "arm": arm,
-                "size_mm": row["size_mm"],
-                "timepoint": row["timepoint"],
-                "unit": row["unit"],
-                "observed": row["value"],
+                **out,
                 "observed_low": obs_lo,
                 "observed_high": obs_hi,
-                "predicted": S,
-                "predicted_low": lo,
-                "predicted_high": hi,
-                "n_virtual": n_raw,
-                "n_effective": n_eff,
+                "predicted": pred.value,
+                "predicted_low": pred.low,
+                "predicted_high": pred.high,
+                "n_virtual": pred.n,
+                "n_effective": pred.n_effective,
                 "E": E,
                 "rel_error_pct": 100.0 * E / row["value"] if row["value"] != 0 else np.nan,
                 "u_num": un,
                 "u_input": ui,
                 "u_D": u_d,
                 "u_val": float(ce.u_val),
-                "k": k,
                 "verdict": verdict,
-                "area_metric": am,
-                "population": row["population"],
-                "citation": row["citation"],
+                **spread,
                 "note": "; ".join(notes),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
 
 
 def validation_summary(
@@ -762,36 +709,65 @@ def validation_summary(
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`validate`.
+        Output of :func:`validate` (validation rows only).
     quantities_of_interest : list of str, optional
         Outcome variables the decision rests on; enables ``qoi_coverage``.
 
     Returns
     -------
     dict
-        ``n_comparators``; ``fraction_consistent`` (among rows with a prediction);
-        ``max_abs_rel_error_pct``, ``median_abs_rel_error_pct``; ``fraction_with_u_D`` (rows
-        whose comparator reports an uncertainty); ``max_area_metric`` (NaN if none);
-        ``n_strata`` (distinct arm x valve-size combinations compared, a row without size
-        counting as its arm's "all sizes" stratum); ``qoi_coverage`` (share of the quantities
-        of interest with at least one predicted comparator; NaN if none given).
+        ``n_comparators`` (rows compared, excluded ones not counted); ``n_excluded``;
+        ``n_studies`` (distinct studies compared); ``n_patients`` (sum of the compared rows'
+        published n, the largest n counted once per study); ``fraction_consistent`` (among
+        rows with a prediction); ``fraction_spread_consistent`` (among rows with a published
+        SD); ``max_abs_rel_error_pct``, ``median_abs_rel_error_pct``; ``fraction_with_u_D``;
+        ``max_area_metric`` (NaN if none); ``n_strata`` (distinct arm × valve-size × where
+        combinations compared); ``qoi_coverage`` (share of the quantities of interest with at
+        least one predicted comparator; NaN if none given).
+
+    Raises
+    ------
+    ValidationError
+        If the table holds a row whose role is not ``validation``: calibration data never
+        count as validation evidence.
     """
-    has_pred = table["verdict"] != "no prediction"
-    rel = table.loc[has_pred, "rel_error_pct"].abs()
-    am = table["area_metric"].dropna()
-    strata = set(zip(table["arm"], table["size_mm"].fillna(-1.0), strict=True))
+    if "role" in table and (table["role"] != "validation").any():
+        bad = table.loc[table["role"] != "validation", "id"].tolist()
+        raise ValidationError(
+            f"rows {bad} are not validation rows; calibration data never count as validation"
+        )
+    compared = table[table["verdict"] != "excluded"]
+    has_pred = compared["verdict"] != "no prediction"
+    rel = compared.loc[has_pred, "rel_error_pct"].abs()
+    am = compared["area_metric"].dropna()
+    spread = compared["sd_verdict"].dropna()
+    strata = set(
+        zip(
+            compared["arm"],
+            compared["size_mm"].fillna(-1.0),
+            compared["where"].fillna(""),
+            strict=True,
+        )
+    )
     coverage = np.nan
     if quantities_of_interest:
-        covered = set(table.loc[has_pred, "quantity"])
+        covered = set(compared.loc[has_pred, "quantity"])
         coverage = float(np.mean([q in covered for q in quantities_of_interest]))
+    n_by_study = compared.groupby("study")["n"].max() if "n" in compared else pd.Series()
     return {
-        "n_comparators": int(len(table)),
-        "fraction_consistent": float((table.loc[has_pred, "verdict"] == "consistent").mean())
+        "n_comparators": int(len(compared)),
+        "n_excluded": int(len(table) - len(compared)),
+        "n_studies": int(compared["study"].nunique()) if "study" in compared else 0,
+        "n_patients": float(n_by_study.fillna(0).sum()),
+        "fraction_consistent": float((compared.loc[has_pred, "verdict"] == "consistent").mean())
         if has_pred.any()
+        else np.nan,
+        "fraction_spread_consistent": float((spread == "consistent").mean())
+        if len(spread)
         else np.nan,
         "max_abs_rel_error_pct": float(rel.max()) if len(rel) else np.nan,
         "median_abs_rel_error_pct": float(rel.median()) if len(rel) else np.nan,
-        "fraction_with_u_D": float((table["u_D"] > 0).mean()) if len(table) else np.nan,
+        "fraction_with_u_D": float((compared["u_D"] > 0).mean()) if len(compared) else np.nan,
         "max_area_metric": float(am.max()) if len(am) else np.nan,
         "n_strata": len(strata),
         "qoi_coverage": coverage,

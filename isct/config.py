@@ -133,7 +133,7 @@ def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator
     plan or comparator table stops the run before any work too."""
     import cohorts
     from credibility.plan import PlanError, load_plan
-    from credibility.validation import ComparatorError, load_comparators
+    from credibility.comparators import ComparatorError, load_comparators
 
     checks = {
         "cohort.population": (cohorts.load_spec, cohorts.CohortSpecError),
