@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/uq.smk"
 include: "workflow/rules/sensitivity.smk"

@@ -44,9 +44,34 @@ def setup_logging(log_file: str, threads: int | None = None) -> None:
     logging.captureWarnings(True)
 
 
-def trial_config(config: dict) -> dict:
-    """Copy of a Snakemake config validated and with defaults filled."""
-    return validate_config(json.loads(json.dumps(config)), source="<snakemake config>")
+def trial_config(config: dict, calibration: str | os.PathLike | None = None) -> dict:
+    """Copy of a Snakemake config validated, with defaults filled and the calibration applied.
+
+    With ``calibration`` (the calibrate stage's ``calibration.json``) the calibrated values
+    (posterior means) replace the model settings, and, when ``calibration.propagate`` is on,
+    the calibrated parameters join ``uncertainty.parameters`` with their posterior
+    (truncated normal, mean and SD, within the prior range).
+    """
+    config = validate_config(json.loads(json.dumps(config)), source="<snakemake config>")
+    if calibration is None:
+        return config
+    data = json.loads(Path(calibration).read_text())
+    if not data.get("enabled"):
+        return config
+    config["model"]["settings"] = {**config["model"]["settings"], **data["settings"]}
+    if config["calibration"]["propagate"]:
+        posterior = {
+            name: {
+                "dist": "truncnormal",
+                "mean": p["estimate"],
+                "sd": max(p["sd"], 1e-9),
+                "low": p["prior_low"],
+                "high": p["prior_high"],
+            }
+            for name, p in data["parameters"].items()
+        }
+        config["uncertainty"]["parameters"] = {**config["uncertainty"]["parameters"], **posterior}
+    return config
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

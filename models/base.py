@@ -93,6 +93,10 @@ class Model:
     formal_order: ClassVar[float | None] = None
     #: ``(settings key, default value)`` of the discretisation step (e.g. ``("dt_s", 1e-3)``).
     step_setting: ClassVar[tuple[str, float] | None] = None
+    #: Days after the intervention that the outputs describe (``None``: not time-specific).
+    timepoint_days: ClassVar[tuple[float, float] | None] = None
+    #: Settings a trial may calibrate (fit to calibration comparators); see the model card.
+    calibration_parameters: ClassVar[tuple[str, ...]] = ()
 
     def code_verification(self) -> dict[str, Any] | None:
         """Code verification evidence: the numerics against a problem with a known solution.
@@ -117,6 +121,22 @@ class Model:
         or None (default) when the model has no step size.
         """
         return None
+
+    def at_timepoint(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        patients: Mapping[str, np.ndarray],
+        days: float,
+        settings: Mapping[str, Any],
+    ) -> dict[str, np.ndarray] | str:
+        """The outputs as they would be observed ``days`` after the intervention.
+
+        Validation compares a comparator with the model's prediction at the comparator's time
+        point. Return the projected per-patient outputs, or a string saying why the model
+        cannot predict that time point (the comparator is then excluded with that reason).
+        The default: outputs that are not time-specific hold at any time point.
+        """
+        return dict(outputs)
 
     def output_dims(self, settings: Mapping[str, Any]) -> dict[str, int]:
         """Sizes of the extra output dimensions (e.g. ``{"time": 200}``) under ``settings``."""

@@ -1,12 +1,13 @@
-"""TAVR lumped-parameter haemodynamics model (LV elastance, Garcia valve, Windkessel).
+"""TAVR model: device–anatomy deployment, LV – valve – Windkessel kernel and a virtual echo.
 
-Public API: :class:`TAVRModel` (registry name ``"tavr"``), the device tables in
-:mod:`models.tavr.devices` and the verification helpers in :mod:`models.tavr.verification`.
+Public API: :class:`TAVRModel` (registry name ``"tavr"``), the device families in
+:mod:`models.tavr.devices`, deployment in :mod:`models.tavr.deployment`, the virtual echo in
+:mod:`models.tavr.echo` and the model's own verification in :mod:`models.tavr.verification`.
 """
 
 from __future__ import annotations
 
-from .devices import FAMILIES, DeviceFamily, TAVRDeviceError, reference_eoa_cm2, select_size
+from .devices import FAMILIES, DeviceFamily, TAVRDeviceError, select_size
 from .model import DEFAULT_SETTINGS, TAVRModel, TAVRSettingsError, personalise
 
 __all__ = [
@@ -17,6 +18,5 @@ __all__ = [
     "TAVRModel",
     "TAVRSettingsError",
     "personalise",
-    "reference_eoa_cm2",
     "select_size",
 ]

@@ -1,16 +1,16 @@
-"""Verification and validation helpers of the TAVR model.
+"""The TAVR model's own verification: the coupled kernel's order and its time-step study.
 
-Code verification: :func:`windkessel_exact` is the closed-form solution that the kernel's RK4
-Windkessel (:func:`models.tavr.kernel.windkessel_prescribed_flow`) must reproduce, with the
-observed order of accuracy (:func:`observed_order`) equal to 4. Calculation verification:
-:func:`time_step_study` returns every endpoint at several time steps for the Grid Convergence
-Index (:func:`grid_convergence_index`, Roache/Celik, Fs = 1.25). Validation:
-:func:`matched_patients` builds, for one row of the reference EOA/gradient table, patients
-whose annulus sits in that size's chart range; :func:`proportion_interval` gives the exact
-(Clopper–Pearson) interval of a PPM rate.
+* :func:`self_convergence` — code verification of the coupled LV – valve – Windkessel kernel
+  itself, valve events included: the same cycles integrated with 64 … 4096 steps per cycle,
+  the observed order of accuracy of the end state and of the cycle integrals from successive
+  differences (Richardson), against the formal order 2 (kernel docstring).
+* :func:`windkessel_exact` — the closed-form Windkessel under a sinusoidal inflow, a unit check
+  of the RK4 right-hand side (order 4, no events).
+* :func:`time_step_study` — calculation verification: the trial's endpoints at several time
+  steps for the Grid Convergence Index (computed by ``credibility.verification``).
 
-This module does not import ``credibility`` (packages do not import each other); the
-credibility package may reimplement or wrap these for the trial's evidence.
+This module does not import ``credibility`` (packages do not import each other) and holds no
+copy of its statistics.
 """
 
 from __future__ import annotations
@@ -19,45 +19,31 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from .devices import FAMILIES, TAVRDeviceError
-from .model import (
-    _PER_ROW_SETTINGS,
-    TAVRModel,
-    _device_eoa,
-    _row,
-    _settings,
-    personalise,
-    run_device,
-)
+from . import kernel
 
 __all__ = [
-    "ENDPOINTS",
-    "gci_evidence",
-    "grid_convergence_index",
-    "matched_patients",
     "observed_order",
-    "ppm_rates",
-    "proportion_interval",
+    "self_convergence",
     "time_step_study",
-    "validation_table",
     "windkessel_exact",
 ]
 
-#: Published PPM rates (shared/reference/tavr.md): Bern TAVR registry (measured EOA) and
-#: PARTNER 3 (SAPIEN 3, low risk, severe PPM at 30 days).
-PPM_COMPARATORS: tuple[dict[str, Any], ...] = (
-    {"source": "Bern TAVR registry", "family": "any", "class": "moderate", "rate": 0.27},
-    {"source": "Bern TAVR registry", "family": "any", "class": "severe", "rate": 0.087},
-    {"source": "PARTNER 3", "family": "balloon_expandable", "class": "severe", "rate": 0.046},
-)
-
-#: Scalar float endpoints of :class:`TAVRModel` (the quantities a verification study covers).
-ENDPOINTS: tuple[str, ...] = tuple(
-    k
-    for k, var in TAVRModel.outputs.items()
-    if var.dtype == "float64" and not var.dims and k not in ("eoa_cm2", "eoai_cm2_m2")
+#: Endpoints of a time-step study (float, scalar per patient, changed by the step).
+STUDY_ENDPOINTS = (
+    "mean_gradient_mmhg",
+    "peak_gradient_mmhg",
+    "peak_velocity_m_s",
+    "eoa_cm2",
+    "mean_gradient_true_mmhg",
+    "eoa_true_cm2",
+    "net_mean_gradient_mmhg",
+    "stroke_volume_ml",
+    "ejection_time_s",
+    "lv_peak_pressure_mmhg",
+    "aortic_systolic_mmhg",
+    "aortic_diastolic_mmhg",
+    "lv_stroke_work_j",
 )
 
 
@@ -76,24 +62,6 @@ def windkessel_exact(
     C·dP_c/dt = Q − P_c/R, P_ao = P_c + Z_c·Q, P_c(0) = pc0 has the solution
     P_c = R·q_mean + a·cos ωt + b·sin ωt + (pc0 − R·q_mean − a)·exp(−t/RC) with
     a = −q_amp·R/(1 + (ωRC)²), b = ωRC·a.
-
-    Parameters
-    ----------
-    t : ndarray
-        Times (s).
-    q_mean, q_amp : float
-        Inflow mean and amplitude (mL/s).
-    period : float
-        T (s), ω = 2π/T.
-    r, c, zc : float
-        R (mmHg·s/mL), C (mL/mmHg), Z_c (mmHg·s/mL).
-    pc0 : float
-        Initial compliance pressure (mmHg).
-
-    Returns
-    -------
-    ndarray
-        P_ao(t) in mmHg.
     """
     t = np.asarray(t, dtype=np.float64)
     omega = 2.0 * np.pi / period
@@ -106,106 +74,178 @@ def windkessel_exact(
 
 
 def observed_order(errors: Sequence[float], refinement: float = 2.0) -> np.ndarray:
-    """Observed order of accuracy p = log(e_k / e_{k+1}) / log(r) between successive levels.
-
-    Parameters
-    ----------
-    errors : sequence of float
-        Error norms from the coarsest to the finest step.
-    refinement : float
-        Constant step ratio r = h_k / h_{k+1}.
-
-    Returns
-    -------
-    ndarray, shape (len(errors) − 1,)
-    """
+    """Observed order p = log(e_k / e_{k+1}) / log(r) between successive levels."""
     e = np.asarray(errors, dtype=np.float64)
     return np.log(e[:-1] / e[1:]) / np.log(refinement)
 
 
-def grid_convergence_index(
-    f_fine: np.ndarray,
-    f_medium: np.ndarray,
-    f_coarse: np.ndarray,
-    refinement: float = 2.0,
-    safety_factor: float = 1.25,
-    order_bounds: tuple[float, float] | None = None,
-) -> dict[str, np.ndarray]:
-    """Grid Convergence Index of three solutions with a constant refinement ratio.
+#: A typical adult patient of the reference ranges (shared/reference/tavr.md) with a 23 mm
+#: balloon-expandable-like orifice, for the self-convergence study.
+_VERIFICATION_CASE = {
+    "period_s": 60.0 / 70.0,
+    "t_max": 0.33,
+    "e_max": 2.3,
+    "e_min": 0.05,
+    "v_0": 10.0,
+    "p_la": 10.0,
+    "r_mv": 0.005,
+    "z_c": 0.09,
+    "r_p": 0.95,
+    "c_p": 1.5,
+    "eoa_max": 1.7,
+    "open_min": 0.3,
+    "q_open": 170.0,
+    "aorta_diameter_mm": 32.5,
+    "rho": 1050.0,
+    "state": (130.0, 0.0, 80.0),
+}
+_QUANTITIES = ("V_end", "Pc_end", "stroke_volume", "vti", "int_v2", "ejection_time")
 
-    p = |ln|ε32/ε21|| / ln r with ε21 = f2 − f1, ε32 = f3 − f2 (1 fine, 3 coarse);
-    GCI_fine = Fs·|(f1 − f2)/f1| / (r^p − 1); Richardson extrapolate
-    f_ext = (r^p·f1 − f2)/(r^p − 1). Oscillatory convergence (ε32/ε21 < 0) is flagged.
+
+def _fixed_cycles(steps_per_cycle: int, cycles: int, case: Mapping[str, Any]) -> dict[str, float]:
+    """The kernel run for exactly ``cycles`` cycles (no projection, no stopping test)."""
+    one = np.ones(1)
+    valve = np.array(
+        [
+            [
+                case["eoa_max"],
+                case["open_min"],
+                case["q_open"],
+                0.25 * np.pi * (case["aorta_diameter_mm"] * 0.1) ** 2,
+                case["rho"],
+            ]
+        ]
+    )
+    state = np.array([case["state"]], dtype=np.float64)
+    results = np.zeros((1, len(kernel.RES)))
+    kernel.simulate_batch(
+        case["period_s"] * one,
+        np.array([steps_per_cycle], dtype=np.int64),
+        case["t_max"] * one,
+        case["e_max"] * one,
+        case["e_min"] * one,
+        case["v_0"] * one,
+        case["p_la"] * one,
+        case["r_mv"] * one,
+        case["z_c"] * one,
+        case["r_p"] * one,
+        case["c_p"] * one,
+        valve,
+        state,
+        False,
+        np.zeros((1, 5)),
+        0.1,
+        int(cycles),
+        0.0,
+        0.0,
+        False,
+        np.zeros((1, 3, 0)),
+        results,
+    )
+    res = kernel.RES
+    return {
+        "V_end": float(state[0, 0]),
+        "Pc_end": float(state[0, 2]),
+        "stroke_volume": float(results[0, res["stroke_volume"]]),
+        "vti": float(results[0, res["vti"]]),
+        "int_v2": float(results[0, res["int_v2"]]),
+        "ejection_time": float(results[0, res["ejection_time"]]),
+    }
+
+
+def self_convergence(
+    steps: Sequence[int] = (64, 128, 256, 512, 1024),
+    reference_steps: int = 65536,
+    cycles: int = 3,
+    case: Mapping[str, Any] | None = None,
+    formal_order: float = 2.0,
+) -> dict[str, Any]:
+    """Observed order of accuracy of the coupled kernel, valve events included.
+
+    The same patient (``case``: a typical adult with a flow-dependent 1.7 cm² orifice) is
+    integrated from the same state for exactly ``cycles`` cycles with each number of steps
+    per cycle (h halves from level to level), without the periodic projection or stopping
+    test, so the levels differ by the time step only. No closed-form solution exists with
+    the valve events, so the error of each level is taken against a far finer solution
+    (``reference_steps`` per cycle; self-convergence, Roache 1998 ch. 5; Oberkampf & Roy
+    2010 §5.4) for the end state (V, P_c) and the last cycle's stroke volume, jet VTI,
+    ∫v² dt and ejection time. Where an event falls inside a step changes from level to
+    level, so the error constant scatters and pairwise orders are noisy; the observed order
+    of each quantity is therefore the least-squares slope of log(error) against log(h) over
+    all levels, and the model's observed order the median over the quantities.
 
     Parameters
     ----------
-    f_fine, f_medium, f_coarse : ndarray
-        The quantity at steps h, r·h, r²·h (any shape, compared elementwise).
-    refinement : float
-        r > 1.
-    safety_factor : float
-        Fs (1.25 for three-level studies, Roache 1998).
-    order_bounds : (float, float), optional
-        Clip the observed order to this interval before computing GCI (an unreliable p near
-        0 — nearly equal successive differences, i.e. round-off-level noise — otherwise makes
-        r^p − 1 vanish and GCI explode). ``None`` keeps the textbook formula.
+    steps : sequence of int
+        Steps per cycle of the levels, each twice the previous.
+    reference_steps : int
+        Steps per cycle of the reference solution.
+    cycles : int
+        Cycles integrated.
+    case : mapping, optional
+        Parameters of the patient (default :data:`_VERIFICATION_CASE`).
+    formal_order : float
+        The order expected of the scheme with its events.
 
     Returns
     -------
-    dict of str to ndarray
-        ``order``, ``gci_fine`` (relative, fraction), ``extrapolated``, ``oscillatory``
-        (bool) and ``asymptotic_ratio`` = GCI_coarse / (r^p·GCI_fine), ≈ 1 in the asymptotic
-        range.
-
-    References
-    ----------
-    Roache PJ. Verification and Validation in Computational Science and Engineering.
-    Hermosa, 1998. Celik IB et al. Procedure for estimation and reporting of uncertainty due
-    to discretization in CFD applications. J Fluids Eng 2008;130:078001.
-    doi:10.1115/1.2960953
+    dict
+        ``formal_order``, ``steps_per_cycle``, ``relative_error`` {quantity: list per level},
+        ``observed_order`` {quantity: slope}, ``pairwise_order`` {quantity: list},
+        ``observed_order_median``, ``order_error_abs`` (its distance to the formal order)
+        and ``finest_error_rel`` (largest relative error of the finest level).
     """
-    f1, f2, f3 = (np.asarray(f, dtype=np.float64) for f in (f_fine, f_medium, f_coarse))
-    e21, e32 = f2 - f1, f3 - f2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.abs(np.log(np.abs(e32 / e21))) / np.log(refinement)
-        if order_bounds is not None:
-            p = np.clip(p, *order_bounds)
-        rp = refinement**p
-        gci_fine = safety_factor * np.abs(e21 / f1) / (rp - 1.0)
-        gci_coarse = safety_factor * np.abs(e32 / f2) / (rp - 1.0)
-        extrapolated = (rp * f1 - f2) / (rp - 1.0)
-        ratio = gci_coarse / (rp * gci_fine)
+    case = dict(_VERIFICATION_CASE if case is None else case)
+    steps = [int(s) for s in steps]
+    reference = _fixed_cycles(int(reference_steps), cycles, case)
+    runs = [_fixed_cycles(n, cycles, case) for n in steps]
+    errors: dict[str, list[float]] = {}
+    slopes: dict[str, float] = {}
+    pairwise: dict[str, list[float]] = {}
+    for q in _QUANTITIES:
+        e = np.array([abs(r[q] - reference[q]) / abs(reference[q]) for r in runs])
+        errors[q] = [float(x) for x in e]
+        slopes[q] = float(-np.polyfit(np.log(steps), np.log(np.maximum(e, 1e-300)), 1)[0])
+        pairwise[q] = [float(x) for x in observed_order(e)]
+    p = float(np.median(list(slopes.values())))
     return {
-        "order": p,
-        "gci_fine": gci_fine,
-        "extrapolated": extrapolated,
-        "oscillatory": (e32 * e21) < 0,
-        "asymptotic_ratio": ratio,
+        "test": "coupled LV-valve-Windkessel kernel with valve events, self-convergence "
+        f"over {cycles} cycles against {reference_steps} steps per cycle",
+        "formal_order": formal_order,
+        "steps_per_cycle": steps,
+        "relative_error": errors,
+        "observed_order": slopes,
+        "pairwise_order": pairwise,
+        "observed_order_median": p,
+        "order_error_abs": abs(p - formal_order),
+        "finest_error_rel": max(e[-1] for e in errors.values()),
     }
 
 
 def time_step_study(
+    model: Any,
     patients: Mapping[str, np.ndarray],
     device: Mapping[str, Any],
     dts: Sequence[float],
     settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Endpoints of the same personalised patients at several time steps.
+    """Endpoints of the same patients and deployed valves at several time steps.
 
-    The patients are personalised once (with the same settings), so the levels differ only by the
-    discretisation of the device run; the steady-state tolerance is tightened to 1e-9 so the
-    cycle iteration does not mask the time-step error.
+    The patients are personalised once and the valve deployed once, so the levels differ
+    only by the discretisation of the device run; the steady-state tolerance is tightened to
+    1e-9 so the cycle iteration does not mask the time-step error. The virtual echo is
+    applied with the same per-patient reading errors at every level.
 
     Parameters
     ----------
+    model : TAVRModel
     patients : mapping of str to ndarray
         Model inputs, shape (n,) each.
     device : mapping
-        Device arm (as for :class:`TAVRModel`).
+        Device arm (as for :class:`~models.tavr.model.TAVRModel`).
     dts : sequence of float
-        Time steps (s), e.g. ``[4e-3, 2e-3, 1e-3]``.
+        Time steps (s), coarse to fine, e.g. ``[4e-3, 2e-3, 1e-3]``.
     settings : mapping, optional
-        Other settings.
 
     Returns
     -------
@@ -213,23 +253,28 @@ def time_step_study(
         ``dt_s`` (levels,), ``endpoints`` {name: ndarray (levels, n)}, ``converged``
         (levels, n) bool, ``units`` {name: str}.
     """
+    from . import echo
+    from .model import (
+        _PER_ROW_SETTINGS,
+        _settings,
+        personalise,
+        random_effects,
+        run_device,
+        valve_table,
+    )
+
     s = _settings({**(settings or {}), "steady_tol": 1e-9, "max_cycles": 400})
     s.update({k: device[k] for k in _PER_ROW_SETTINGS if k in device})
     dts = [float(d) for d in dts]
-    n = np.asarray(patients["heart_rate_bpm"]).shape[0]
-    eoa, loss, _, _ = _device_eoa(device, patients, n, s["out_of_chart"])
-    fit_eoa = (
-        eoa
-        if s["personalise_valve"] == "device"
-        else _row(s["reference_eoa_cm2"], n, "reference_eoa_cm2")
-    )
-    fit = personalise(patients, fit_eoa, {**s, "dt_s": min(dts)}, loss_coefficient=loss)
-    levels: dict[str, list[np.ndarray]] = {
-        k: [] for k in ENDPOINTS if k != "personalisation_residual_pct"
-    }
+    effects = random_effects(patients["patient_seed"])
+    geometry, _, _ = model.deployed_valves(patients, device, s, effects)
+    fit = personalise(patients, {**s, "dt_s": min(dts)})
+    valve = valve_table(np.nan_to_num(geometry["eoa_max_cm2"], nan=1.0), s)
+    levels: dict[str, list[np.ndarray]] = {k: [] for k in STUDY_ENDPOINTS}
     converged = []
     for dt in dts:
-        out, conv = run_device(fit, patients, eoa, {**s, "dt_s": dt}, loss_coefficient=loss)
+        out, conv = run_device(fit, valve, {**s, "dt_s": dt})
+        out.update(echo.measure(out, patients, effects, s))
         for k in levels:
             levels[k].append(np.asarray(out[k], dtype=np.float64))
         converged.append(conv)
@@ -237,263 +282,5 @@ def time_step_study(
         "dt_s": np.asarray(dts),
         "endpoints": {k: np.vstack(v) for k, v in levels.items()},
         "converged": np.vstack(converged),
-        "units": {k: TAVRModel.outputs[k].units for k in levels},
+        "units": {k: model.outputs[k].units for k in levels},
     }
-
-
-def gci_evidence(
-    study: Mapping[str, Any],
-    safety_factor: float = 1.25,
-    order_bounds: tuple[float, float] = (1.0, 4.0),
-) -> dict[str, Any]:
-    """Per-endpoint GCI summary of a three-level :func:`time_step_study` (JSON-serialisable).
-
-    Parameters
-    ----------
-    study : mapping
-        Output of :func:`time_step_study` with exactly three ``dt_s`` levels (coarse → fine,
-        constant ratio).
-    safety_factor : float
-        Fs (1.25, Roache 1998).
-    order_bounds : (float, float)
-        Observed orders are clipped to [1, 4] (between first order and RK4's formal order;
-        the valve events limit the full model to about 2) before GCI is computed.
-
-    Returns
-    -------
-    dict
-        ``dt_s``, ``refinement``, ``safety_factor`` and, per endpoint, ``units``, the median
-        and maximum over patients of ``gci_fine`` (relative), the median observed ``order``,
-        the fraction of patients with oscillatory convergence and the mean fine-level value.
-        Endpoints identical at all levels (no discretisation error) get ``gci_fine`` 0.
-
-    Raises
-    ------
-    ValueError
-        If the study does not have three levels with a constant refinement ratio.
-    """
-    dts = np.asarray(study["dt_s"], dtype=np.float64)
-    if dts.size != 3 or not np.isclose(dts[0] / dts[1], dts[1] / dts[2]):
-        raise ValueError(
-            f"gci_evidence needs three dt levels with a constant ratio; got dt_s={dts.tolist()}"
-        )
-    r = float(dts[0] / dts[1])
-    out: dict[str, Any] = {
-        "dt_s": dts.tolist(),
-        "refinement": r,
-        "safety_factor": safety_factor,
-        "order_bounds": list(order_bounds),
-        "method": "Roache 1998 / Celik et al. 2008 (doi:10.1115/1.2960953)",
-        "endpoints": {},
-    }
-    for name, levels in study["endpoints"].items():
-        coarse, medium, fine = levels
-        exact = np.isclose(coarse, medium, rtol=1e-12) & np.isclose(medium, fine, rtol=1e-12)
-        g = grid_convergence_index(fine, medium, coarse, r, safety_factor, order_bounds)
-        raw = grid_convergence_index(fine, medium, coarse, r, safety_factor)["order"]
-        gci = np.where(exact, 0.0, g["gci_fine"])
-        order = raw[~exact & np.isfinite(raw)]
-        out["endpoints"][name] = {
-            "units": study["units"][name],
-            "gci_fine_median": float(np.nanmedian(gci)),
-            "gci_fine_max": float(np.nanmax(gci)),
-            "order_median": float(np.median(order)) if order.size else None,
-            "oscillatory_fraction": float(np.mean(g["oscillatory"] & ~exact)),
-            "fine_mean": float(np.mean(fine)),
-        }
-    return out
-
-
-def matched_patients(
-    family: str,
-    size_mm: int,
-    n: int = 5,
-    *,
-    heart_rate_bpm: float = 70.0,
-    svi_ml_m2: float = 39.0,
-    lvef_pct: float = 55.0,
-    sbp_mmhg: float = 130.0,
-    dbp_mmhg: float = 70.0,
-    bmi_kg_m2: float = 27.0,
-) -> dict[str, np.ndarray]:
-    """Typical patients whose annulus lies in one size's chart range (validation sets).
-
-    The annulus sweeps the size's sizing range (area for balloon-expandable, perimeter for
-    self-expanding; the other measure from a circular annulus, P = 2√(πA)). Haemodynamics are
-    the reference-file cohort means (HR 70 bpm, SVI 39 mL/m², LVEF 55 %). Body size follows the
-    annulus: **BSA = 2.0 m² × perimeter / 76.2 mm**, i.e. the reference mean BSA (2.0 m²) at
-    the mean CT perimeter of women and men (71.8 and 80.6 mm → 76.2 mm), scaled linearly.
-    This scaling is this model's assumption (the reference file gives no BSA–annulus
-    relation); it sets the stroke volume SV = SVI·BSA that the gradient depends on.
-
-    Parameters
-    ----------
-    family : {"balloon_expandable", "self_expanding"}
-    size_mm : int
-        A size of the family's table.
-    n : int
-        Patients spread over the central 60 % of the size's chart range.
-    heart_rate_bpm, svi_ml_m2, lvef_pct, sbp_mmhg, dbp_mmhg, bmi_kg_m2 : float
-        Haemodynamic covariates shared by the set.
-
-    Returns
-    -------
-    dict of str to ndarray
-        The model inputs, shape (n,) each.
-
-    Raises
-    ------
-    TAVRDeviceError
-        If the family or size is not in the reference table.
-    """
-    if family not in FAMILIES:
-        raise TAVRDeviceError(
-            f"device key 'family' is {family!r}; allowed values: {sorted(FAMILIES)}"
-        )
-    fam = FAMILIES[family]
-    if size_mm not in fam.sizes_mm:
-        raise TAVRDeviceError(
-            f"device key 'size_mm' is {size_mm!r} for {family!r}; allowed: {list(fam.sizes_mm)}"
-        )
-    k = fam.sizes_mm.index(size_mm)
-    lo, hi = fam.chart_low[k], fam.chart_high[k]
-    x = lo + (hi - lo) * np.linspace(0.2, 0.8, n)
-    if fam.sizing_variable == "annulus_area_mm2":
-        area, perimeter = x, 2.0 * np.sqrt(np.pi * x)
-    else:
-        perimeter, area = x, x**2 / (4.0 * np.pi)
-    bsa = 2.0 * perimeter / 76.2
-    full = np.ones(n)
-    return {
-        "heart_rate_bpm": heart_rate_bpm * full,
-        "bsa_m2": bsa,
-        "bmi_kg_m2": bmi_kg_m2 * full,
-        "lvef_pct": lvef_pct * full,
-        "svi_ml_m2": svi_ml_m2 * full,
-        "sbp_mmhg": sbp_mmhg * full,
-        "dbp_mmhg": dbp_mmhg * full,
-        "annulus_area_mm2": area,
-        "annulus_perimeter_mm": perimeter,
-    }
-
-
-def validation_table(settings: Mapping[str, Any] | None = None, n: int = 5) -> list[dict[str, Any]]:
-    """Predicted vs published mean gradient and EOA for every row of the reference table.
-
-    Parameters
-    ----------
-    settings : mapping, optional
-        Model settings.
-    n : int
-        Matched patients per row (:func:`matched_patients`).
-
-    Returns
-    -------
-    list of dict
-        One record per family × size: published ``eoa_cm2`` and ``mean_gradient_mmhg``, the
-        matched set's mean predicted gradient, Gorlin and continuity EOA, stroke volume, and
-        the differences (model − published).
-    """
-    model = TAVRModel()
-    rows = []
-    for fam in FAMILIES.values():
-        for size, eoa, grad in zip(fam.sizes_mm, fam.eoa_cm2, fam.mean_gradient_mmhg, strict=True):
-            p = matched_patients(fam.name, size, n)
-            out = model.simulate(p, {"family": fam.name, "size_mm": size}, dict(settings or {}))
-            g = float(np.mean(out["mean_gradient_mmhg"]))
-            gorlin = float(np.mean(out["eoa_gorlin_cm2"]))
-            rows.append(
-                {
-                    "family": fam.name,
-                    "size_mm": size,
-                    "published_mean_gradient_mmhg": grad,
-                    "model_mean_gradient_mmhg": g,
-                    "gradient_difference_mmhg": g - grad,
-                    "published_eoa_cm2": eoa,
-                    "model_eoa_gorlin_cm2": gorlin,
-                    "gorlin_difference_cm2": gorlin - eoa,
-                    "model_eoa_continuity_cm2": float(np.mean(out["eoa_continuity_cm2"])),
-                    "model_stroke_volume_ml": float(np.mean(out["stroke_volume_ml"])),
-                    "all_ok": bool((out["status"] == 0).all()),
-                }
-            )
-    return rows
-
-
-def ppm_rates(
-    ppm_class: np.ndarray,
-    status: np.ndarray,
-    family: str,
-    confidence: float = 0.95,
-) -> list[dict[str, Any]]:
-    """Moderate and severe PPM rates of one arm with exact intervals, beside the comparators.
-
-    Parameters
-    ----------
-    ppm_class : ndarray of int8
-        Model output ``ppm_class`` (0 none, 1 moderate, 2 severe).
-    status : ndarray of int8
-        Model status; only ``ok`` (0) rows count.
-    family : str
-        The arm's valve family (selects the family-specific comparators).
-    confidence : float
-        Level of the Clopper–Pearson intervals.
-
-    Returns
-    -------
-    list of dict
-        Per class: ``rate``, ``low``, ``high``, ``n`` and the published comparators
-        (:data:`PPM_COMPARATORS`) for that class, each with ``inside`` (published value in the
-        interval).
-    """
-    ok = np.asarray(status) == 0
-    cls = np.asarray(ppm_class)[ok]
-    out = []
-    for label, code in (("moderate", 1), ("severe", 2)):
-        rate, low, high = proportion_interval(
-            float((cls == code).sum()), float(ok.sum()), confidence
-        )
-        comps = [
-            {"source": c["source"], "rate": c["rate"], "inside": bool(low <= c["rate"] <= high)}
-            for c in PPM_COMPARATORS
-            if c["class"] == label and c["family"] in ("any", family)
-        ]
-        out.append(
-            {
-                "family": family,
-                "class": label,
-                "rate": rate,
-                "low": low,
-                "high": high,
-                "n": int(ok.sum()),
-                "comparators": comps,
-            }
-        )
-    return out
-
-
-def proportion_interval(
-    successes: float, total: float, confidence: float = 0.95
-) -> tuple[float, float, float]:
-    """Rate and exact (Clopper–Pearson) interval of a binomial proportion.
-
-    Parameters
-    ----------
-    successes, total : float
-        Events and trials (weighted counts are rounded to integers).
-    confidence : float
-        Two-sided level.
-
-    Returns
-    -------
-    (rate, low, high) : tuple of float
-
-    References
-    ----------
-    Clopper CJ, Pearson ES. Biometrika 1934;26:404–413. doi:10.1093/biomet/26.4.404
-    """
-    k, m = int(round(successes)), int(round(total))
-    alpha = 1.0 - confidence
-    low = stats.beta.ppf(alpha / 2, k, m - k + 1) if k > 0 else 0.0
-    high = stats.beta.ppf(1 - alpha / 2, k + 1, m - k) if k < m else 1.0
-    return k / m, float(low), float(high)

@@ -1,6 +1,7 @@
 rule credibility:
     input:
         credibility_inputs,
+        calibration=f"{RESULTS}/calibration/calibration.json",
         cohort=f"{RESULTS}/cohort.zarr",
         outcomes=f"{RESULTS}/simulate.json",
     output:

@@ -1,5 +1,6 @@
 rule report:
     input:
+        calibration=f"{RESULTS}/calibration/calibration.json",
         evidence=f"{RESULTS}/evidence/evidence.json",
         cohort=f"{RESULTS}/cohort.zarr",
         outcomes=f"{RESULTS}/simulate.json",

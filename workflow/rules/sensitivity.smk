@@ -1,5 +1,6 @@
 rule sensitivity:
     input:
+        calibration=f"{RESULTS}/calibration/calibration.json",
         cohort=f"{RESULTS}/cohort.zarr",
         outcomes=f"{RESULTS}/simulate.json",
     output:

@@ -3,6 +3,7 @@
 # engine resumes the store itself; the declared output is the run summary.
 rule simulate:
     input:
+        calibration=f"{RESULTS}/calibration/calibration.json",
         cohort=f"{RESULTS}/cohort.zarr",
     output:
         summary=f"{RESULTS}/simulate.json",

@@ -7,7 +7,7 @@ from isct.stages import setup_logging, trial_config
 if __name__ == "__main__":
     setup_logging(snakemake.log[0], snakemake.threads)  # noqa: F821
     run_credibility(
-        trial_config(snakemake.config),  # noqa: F821
+        trial_config(snakemake.config, snakemake.input.calibration),  # noqa: F821
         cohort=snakemake.input.cohort,  # noqa: F821
         outcomes=snakemake.params.outcomes,  # noqa: F821
         evidence=snakemake.output.evidence,  # noqa: F821

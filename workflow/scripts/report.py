@@ -7,7 +7,7 @@ from isct.stages import setup_logging, trial_config
 if __name__ == "__main__":
     setup_logging(snakemake.log[0], snakemake.threads)  # noqa: F821
     run_report(
-        trial_config(snakemake.config),  # noqa: F821
+        trial_config(snakemake.config, snakemake.input.calibration),  # noqa: F821
         results=snakemake.params.results,  # noqa: F821
         html=snakemake.output.html,  # noqa: F821
         manifest=snakemake.output.manifest,  # noqa: F821
