@@ -211,7 +211,7 @@ def run_report(
     mismatches = verify_hashes(res, root=root)
     resim = resimulate(
         res, sample=min(20, outcomes.sizes["patient"]), seed=config["trial"]["seed"], config=config
-    )
+    ).problems()
 
     validation = _read_csv(ev_dir / "validation.csv")
     applic = _read_csv(ev_dir / "applicability.csv")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 import yaml
+import zarr
 
 from isct.cli import main
 from isct.config import REPO_ROOT
+from isct.provenance import hash_path, verify_hashes
 
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
 
@@ -39,6 +43,29 @@ def tiny_run(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return workdir
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the finished tiny run (results and report) that a test may tamper with."""
+    for folder in ("results", "reports"):
+        shutil.copytree(
+            tiny_run / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*_runs.zarr")
+        )
+    return tmp_path
+
+
+def _change_outcome(results: Path, name: str, arm: int, patient: int, delta: float) -> float:
+    """Add ``delta`` to one stored value through zarr (chunks are compressed); the old value."""
+    values = zarr.open_group(results / "outcomes.zarr", mode="r+")[name]
+    old = float(values[arm, patient])
+    values[arm, patient] = old + delta
+    return old
+
+
+def _ok_patient(results: Path, arm: int) -> int:
+    status = xr.open_zarr(results / "outcomes.zarr", consolidated=False)["status"].values
+    return int(np.flatnonzero(status[arm] == 0)[-1])
 
 
 def test_every_stage_wrote_its_outputs(tiny_run):
@@ -105,8 +132,38 @@ def test_report_has_every_section_with_numbers_from_the_run(tiny_run):
     assert f"{100 * ok / outcomes['status'].size:.2f} % of {outcomes['status'].size}" in html
 
 
-def test_isct_verify_passes_then_names_a_tampered_file(tiny_run, capsys):
-    results = tiny_run / "results" / "ci_tiny"
+def test_isct_verify_resimulation_names_an_outcome_changed_inside_a_chunk(tiny_copy, capsys):
+    results = tiny_copy / "results" / "ci_tiny"
+    patient = _ok_patient(results, arm=1)
+    old = _change_outcome(results, "mean_gradient_mmhg", arm=1, patient=patient, delta=0.5)
+    # write the tampered store's hashes into the manifest, so the hash check passes
+    manifest_file = results / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["outputs"]["outcomes.zarr"].update(hash_path(results / "outcomes.zarr"))
+    manifest_file.write_text(json.dumps(manifest, indent=2))
+    assert verify_hashes(results, root=tiny_copy) == []
+
+    report = tiny_copy / "verify.json"
+    assert main(["verify", str(results), "--all", "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "1 difference(s)" in out
+    assert f"patient {patient} arm 'self_expanding' mean_gradient_mmhg" in out
+    checked = json.loads(report.read_text())
+    assert checked["hash_mismatches"] == [] and checked["ok"] is False
+    assert checked["resimulation"]["patients"] == list(range(40))
+    assert checked["resimulation"]["differences"] == [
+        {
+            "patient": patient,
+            "arm": "self_expanding",
+            "output": "mean_gradient_mmhg",
+            "stored": old + 0.5,
+            "resimulated": old,
+        }
+    ]
+
+
+def test_isct_verify_passes_then_names_a_tampered_file(tiny_copy, capsys):
+    results = tiny_copy / "results" / "ci_tiny"
     assert main(["verify", str(results), "--sample", "10"]) == 0
     check = results / "cohort_check.csv"
     check.write_text(check.read_text() + "\n")
