@@ -9,16 +9,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
 import zarr
 
 from isct.cli import main
-from isct.config import REPO_ROOT
+from isct.config import REPO_ROOT, load_config
+from isct.evidence import run_credibility, run_report
 from isct.provenance import hash_path, verify_hashes
 
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
+STAGES = ("cohort", "simulate", "uq", "sensitivity", "credibility", "report")
+
+# Snakemake's marker in directory() outputs (cohort.zarr) is rightly ignored by zarr
+pytestmark = pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +72,31 @@ def _change_outcome(results: Path, name: str, arm: int, patient: int, delta: flo
 def _ok_patient(results: Path, arm: int) -> int:
     status = xr.open_zarr(results / "outcomes.zarr", consolidated=False)["status"].values
     return int(np.flatnonzero(status[arm] == 0)[-1])
+
+
+def _assessment(results: Path) -> pd.Series:
+    return pd.read_csv(results / "evidence" / "assessment.csv").set_index("factor")["status"]
+
+
+def _report_again(workdir: Path, config: dict | None = None) -> dict:
+    """The credibility and report stages once more on a copied run; the final evidence."""
+    config = config or load_config(TINY)
+    results = workdir / "results" / "ci_tiny"
+    run_credibility(
+        config,
+        cohort=str(results / "cohort.zarr"),
+        outcomes=str(results / "outcomes.zarr"),
+        evidence=str(results / "evidence" / "evidence.json"),
+        validation=str(results / "evidence" / "validation.csv"),
+    )
+    run_report(
+        config,
+        results=str(results),
+        html=str(workdir / "reports" / "ci_tiny" / "credibility_report.html"),
+        manifest=str(results / "manifest.json"),
+        config_path=str(TINY),
+    )
+    return json.loads((results / "evidence" / "evidence_final.json").read_text())
 
 
 def test_every_stage_wrote_its_outputs(tiny_run):
@@ -130,6 +161,56 @@ def test_report_has_every_section_with_numbers_from_the_run(tiny_run):
     outcomes = xr.open_zarr(tiny_run / "results" / "ci_tiny" / "outcomes.zarr", consolidated=False)
     ok = int((outcomes["status"].values == 0).sum())
     assert f"{100 * ok / outcomes['status'].size:.2f} % of {outcomes['status'].size}" in html
+
+
+def test_every_stage_records_what_it_read_and_wrote_and_every_link_holds(tiny_run):
+    results = tiny_run / "results" / "ci_tiny"
+    records = {s: json.loads((results / "provenance" / f"{s}.json").read_text()) for s in STAGES}
+    assert records["simulate"]["inputs"]["cohort"]["path"] == "cohort.zarr"
+    assert records["simulate"]["outputs"]["outcomes"]["path"] == "outcomes.zarr"
+    assert {"cohort", "outcomes"} <= set(records["uq"]["inputs"])
+    assert {"evidence", "outcomes", "uq", "sa"} <= set(records["report"]["inputs"])
+    # the cohort store read downstream is the one the cohort stage wrote, chunk by chunk
+    written = records["cohort"]["outputs"]["cohort"]["files"]
+    for stage in ("simulate", "uq", "sensitivity", "credibility", "report"):
+        assert records[stage]["inputs"]["cohort"]["files"] == written, stage
+    evidence = json.loads((results / "evidence" / "evidence_final.json").read_text())
+    assert evidence["provenance"] == {"stage_chain_mismatches": 0, "stage_chain": []}
+    stage_evidence = json.loads((results / "evidence" / "evidence.json").read_text())
+    assert stage_evidence["stage_chain"]["mismatches"] == []
+    assert evidence["reproducibility"]["resimulation_match"] is True
+    status = _assessment(results)
+    assert status["software_quality_assurance"] == "pass" and status["use_error"] == "pass"
+    html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert "Every file each stage read is the one the stage that wrote it recorded" in html
+
+
+def test_a_cohort_chunk_changed_after_simulate_fails_software_quality_assurance(tiny_copy):
+    results = tiny_copy / "results" / "ci_tiny"
+    chunk = "cohort.zarr/age_yr/c/0"
+    before = hash_path(results / "cohort.zarr")["files"]["age_yr/c/0"]
+    age = zarr.open_group(results / "cohort.zarr", mode="r+")["age_yr"]
+    age[3] = age[3] + 10.0  # patient 3: ten years older after the simulate stage ran
+    evidence = _report_again(tiny_copy)
+
+    stage_evidence = json.loads((results / "evidence" / "evidence.json").read_text())
+    [link] = stage_evidence["stage_chain"]["mismatches"]
+    assert (link["reader"], link["writer"], link["path"], link["kind"]) == (
+        "credibility", "cohort", chunk, "modified",
+    )  # fmt: skip
+    assert link["expected"] == before != link["actual"]
+    assert evidence["provenance"]["stage_chain_mismatches"] == 2
+    assert {(m["reader"], m["path"]) for m in evidence["provenance"]["stage_chain"]} == {
+        ("credibility", chunk),
+        ("report", chunk),
+    }
+    status = _assessment(results)
+    assert status["software_quality_assurance"] == "fail"
+    # age is no model input: re-simulation cannot see this change, the stage chain does
+    assert status["use_error"] == "pass"
+    html = (tiny_copy / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert 'id="stage-chain"' in html and chunk in html
+    assert "software quality assurance (fail)" in html
 
 
 def test_isct_verify_resimulation_names_an_outcome_changed_inside_a_chunk(tiny_copy, capsys):
