@@ -5,8 +5,9 @@ stage read is the one its writer recorded), then computes verification (code ver
 the model's numerics and a three-level time-step study → GCI), validation against the
 comparator file, and the applicability of the comparator populations. The report stage
 checks the whole stage chain again (software quality assurance evidence), writes the
-manifest, re-simulates sampled patients bit for bit (use-error evidence), assesses every
-V&V 40 factor of the plan and renders the report.
+manifest, has a separate ``isct verify`` process re-simulate sampled patients from the
+manifest alone (use-error evidence), assesses every V&V 40 factor of the plan and renders the
+report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +32,19 @@ from .config import REPO_ROOT, model_of, resolve_path
 from .provenance import check_stage_chain, record_stage, write_manifest
 from .stages import arms_of, write_json
 
-__all__ = ["run_credibility", "run_report"]
+__all__ = ["reproducibility_evidence", "run_credibility", "run_report"]
 
 log = logging.getLogger("isct.evidence")
 
 #: Stages whose records the credibility stage checks (its upstream and itself); the UQ and
 #: SA stages may still be running beside it.
 CREDIBILITY_UPSTREAM = ("cohort", "simulate", "credibility")
+#: Upper bound on the separate re-simulation process (external solvers can be slow).
+VERIFY_TIMEOUT_S = 3600
+#: Characters of the verify process's stderr kept in the evidence when it fails.
+STDERR_TAIL = 2000
+#: Rows of re-simulation differences kept in the evidence (``n_differences`` counts them all).
+MAX_DIFFERENCES_SHOWN = 100
 
 
 def _verification(config: dict, cohort: xr.Dataset) -> tuple[dict[str, Any], pd.DataFrame | None]:
@@ -193,6 +204,89 @@ def _open(path: Path, group: str | None = None) -> xr.Dataset | None:
         return None
 
 
+def _rerun_failed(command: str, returncode: int | None, error: str) -> dict[str, Any]:
+    return {
+        "resimulation_match": False,
+        "method": command,
+        "returncode": returncode,
+        "error": error[-STDERR_TAIL:] or "no output",
+        "patients_checked": 0,
+        "n_differences": None,
+    }
+
+
+def reproducibility_evidence(
+    results: str | os.PathLike, *, sample: int | None, seed: int
+) -> dict[str, Any]:
+    """Re-simulate patients in a separate process that knows only the results folder.
+
+    Runs ``python -m isct verify <results> --sample K --seed S --json FILE`` (``--all`` for
+    ``sample=None``) with an environment of ``PATH`` and ``PYTHONPATH`` alone, in the
+    current working directory (where ``results/`` lies). That process reads the manifest,
+    the trial config the manifest names and the stores, re-simulates the chosen patients and
+    compares them bit for bit with the stored outcomes (:func:`isct.verify.verify`).
+
+    Parameters
+    ----------
+    results : str or path
+        ``results/<trial>`` with its ``manifest.json`` already written.
+    sample : int or None
+        Patients to re-simulate in every arm; None for all.
+    seed : int
+        Seed of the choice of patients.
+
+    Returns
+    -------
+    dict
+        ``resimulation_match`` (bool: the process ran and every value matched),
+        ``method`` (the command), ``returncode``, ``patients_checked``, ``arms_checked``,
+        ``n_differences``, ``manifest_mismatches``, ``refused`` (why the installed model was
+        not run), ``error`` (None, or the tail of the process's stderr when it failed),
+        ``patients``, ``arms`` and ``differences`` (rows: patient, arm, output, stored,
+        resimulated). A failed process gives ``resimulation_match`` False, never an exception.
+    """
+    which = ["--all"] if sample is None else ["--sample", str(sample)]
+    command = (
+        f"python -m isct verify {results} {' '.join(which)} --seed {seed} --json <file> "
+        "(separate process; environment: PATH and PYTHONPATH only)"
+    )
+    env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+    with tempfile.TemporaryDirectory(prefix="isct-verify-") as tmp:
+        out = Path(tmp) / "verify.json"
+        argv = [sys.executable, "-m", "isct", "verify", str(results), *which]
+        argv += ["--seed", str(seed), "--json", str(out)]
+        try:
+            proc = subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired as exc:
+            tail = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            return _rerun_failed(command, None, f"timed out after {VERIFY_TIMEOUT_S} s\n{tail}")
+        # exit 1 means "differences found": the JSON says which
+        if proc.returncode not in (0, 1) or not out.is_file():
+            return _rerun_failed(command, proc.returncode, proc.stderr or proc.stdout)
+        try:
+            checked = json.loads(out.read_text())
+        except json.JSONDecodeError as exc:
+            return _rerun_failed(command, proc.returncode, f"{out}: not valid JSON: {exc}")
+    resim = checked["resimulation"] or {}
+    differences = resim.get("differences", [])
+    return {
+        "resimulation_match": bool(resim.get("match", False)),
+        "method": command,
+        "returncode": proc.returncode,
+        "error": None,
+        "patients_checked": len(resim.get("patients", [])),
+        "arms_checked": len(resim.get("arms", [])),
+        "n_differences": len(differences),
+        "manifest_mismatches": len(checked["hash_mismatches"]),
+        "refused": resim.get("refused"),
+        "patients": resim.get("patients", []),
+        "arms": resim.get("arms", []),
+        "differences": differences[:MAX_DIFFERENCES_SHOWN],
+    }
+
+
 def run_report(
     config: dict, *, results: str, html: str, manifest: str, config_path: str | None = None
 ) -> Path:
@@ -200,13 +294,13 @@ def run_report(
 
     The stage hashes what it reads (``provenance/report.json``) and checks the whole stage
     chain before it writes the manifest; the number of broken links is the evidence
-    ``provenance.stage_chain_mismatches``. The manifest is written again at the end so that
-    it holds the report.
+    ``provenance.stage_chain_mismatches``. With the manifest written, a separate process
+    re-simulates ``credibility.resimulation.patients`` patients
+    (:func:`reproducibility_evidence`). The manifest is written again at the end so that it
+    holds the report.
     """
     from credibility.plan import assess, load_plan
     from credibility.report import build_context, collect_evidence, render_report
-
-    from .verify import resimulate
 
     res = Path(results)
     ev_dir = res / "evidence"
@@ -269,7 +363,9 @@ def run_report(
     cfg_file = Path(config_path) if config_path else REPO_ROOT / "config" / "config.yaml"
     manifest_args = {"config_path": cfg_file, "inputs": inputs, "seeds": seeds, "root": root}
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
-    resim = resimulate(res, sample=20, seed=config["trial"]["seed"], config=config)
+    rerun = reproducibility_evidence(
+        res, sample=cred["resimulation"]["patients"], seed=config["trial"]["seed"]
+    )
 
     validation = _read_csv(ev_dir / "validation.csv")
     applic = _read_csv(ev_dir / "applicability.csv")
@@ -284,7 +380,7 @@ def run_report(
         model_card=card,
         uq=uq,
         stage_chain=[m.to_dict() for m in chain],
-        reproducibility={"resimulation_match": resim.match},
+        reproducibility=rerun,
         quantities_of_interest=config["endpoints"],
     )
     plan = load_plan(plan_path) if plan_path is not None else None
@@ -338,10 +434,11 @@ def run_report(
     if config["report"]["pdf"]:
         outputs["credibility_report.pdf"] = Path(html).with_suffix(".pdf")
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
+    if rerun["error"]:
+        outcome = f"could not run: {rerun['error']}"
+    else:
+        outcome = f"{rerun['n_differences']} difference(s), {rerun['refused'] or 'model ran'}"
     log.info(
-        "report: %s (%d broken links in the stage chain, %d re-simulation differences)",
-        out,
-        len(chain),
-        len(resim.problems()),
+        "report: %s (%d broken links in the stage chain; re-run: %s)", out, len(chain), outcome
     )
     return out

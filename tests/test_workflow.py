@@ -17,7 +17,7 @@ import zarr
 
 from isct.cli import main
 from isct.config import REPO_ROOT, load_config
-from isct.evidence import run_credibility, run_report
+from isct.evidence import reproducibility_evidence, run_credibility, run_report
 from isct.provenance import hash_path, verify_hashes
 
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
@@ -178,11 +178,16 @@ def test_every_stage_records_what_it_read_and_wrote_and_every_link_holds(tiny_ru
     assert evidence["provenance"] == {"stage_chain_mismatches": 0, "stage_chain": []}
     stage_evidence = json.loads((results / "evidence" / "evidence.json").read_text())
     assert stage_evidence["stage_chain"]["mismatches"] == []
-    assert evidence["reproducibility"]["resimulation_match"] is True
+    rerun = evidence["reproducibility"]
+    assert rerun["resimulation_match"] is True and rerun["error"] is None
+    assert rerun["patients_checked"] == 20 and rerun["arms_checked"] == 2
+    assert rerun["n_differences"] == 0 and rerun["manifest_mismatches"] == 0
+    assert rerun["method"].startswith("python -m isct verify results/ci_tiny --sample 20")
     status = _assessment(results)
     assert status["software_quality_assurance"] == "pass" and status["use_error"] == "pass"
     html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
     assert "Every file each stage read is the one the stage that wrote it recorded" in html
+    assert 'id="rerun-items"' in html and "separate process" in html
 
 
 def test_a_cohort_chunk_changed_after_simulate_fails_software_quality_assurance(tiny_copy):
@@ -211,6 +216,39 @@ def test_a_cohort_chunk_changed_after_simulate_fails_software_quality_assurance(
     html = (tiny_copy / "reports" / "ci_tiny" / "credibility_report.html").read_text()
     assert 'id="stage-chain"' in html and chunk in html
     assert "software quality assurance (fail)" in html
+
+
+def test_outcomes_that_differ_from_a_resimulation_fail_use_error(tiny_copy):
+    results = tiny_copy / "results" / "ci_tiny"
+    patient = _ok_patient(results, arm=1)
+    old = _change_outcome(results, "mean_gradient_mmhg", arm=1, patient=patient, delta=1.0)
+    config = load_config(TINY)
+    config["credibility"]["resimulation"]["patients"] = 40  # every patient
+    rerun = _report_again(tiny_copy, config)["reproducibility"]
+    assert rerun["resimulation_match"] is False and rerun["error"] is None
+    assert rerun["patients_checked"] == 40 and rerun["returncode"] == 1
+    assert rerun["differences"] == [
+        {
+            "patient": patient,
+            "arm": "self_expanding",
+            "output": "mean_gradient_mmhg",
+            "stored": old + 1.0,
+            "resimulated": old,
+        }
+    ]
+    status = _assessment(results)
+    assert status["use_error"] == "fail"
+    assert status["software_quality_assurance"] == "fail"  # changed after simulate wrote it
+    html = (tiny_copy / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert 'id="rerun-differences"' in html and "self_expanding" in html
+
+
+def test_a_rerun_that_cannot_start_is_failed_evidence_with_its_stderr(tmp_path):
+    results = tmp_path / "results" / "gone"
+    results.mkdir(parents=True)
+    rerun = reproducibility_evidence(results, sample=5, seed=0)
+    assert rerun["resimulation_match"] is False and rerun["returncode"] == 2
+    assert "manifest.json" in rerun["error"] and "cannot read manifest" in rerun["error"]
 
 
 def test_isct_verify_resimulation_names_an_outcome_changed_inside_a_chunk(tiny_copy, capsys):
