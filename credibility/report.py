@@ -573,8 +573,8 @@ def collect_evidence(
     outcomes: xr.Dataset | None = None,
     model_card: Mapping[str, Any] | None = None,
     uq: xr.Dataset | None = None,
-    hash_mismatches: int | None = None,
-    resimulation_match: bool | None = None,
+    stage_chain: Sequence[Mapping[str, Any]] | None = None,
+    reproducibility: Mapping[str, Any] | None = None,
     quantities_of_interest: Sequence[str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -587,13 +587,31 @@ def collect_evidence(
     ``simulation.*`` (:func:`outcome_evidence`), ``model_card.n_assumptions`` /
     ``n_limitations`` / ``n_references``, ``uq.n_uncertain_inputs`` (from the UQ Dataset's
     ``n_inputs``/``inputs``/``problem`` attrs or an ``input``/``parameter`` dim),
-    ``provenance.hash_mismatches``, ``reproducibility.resimulation_match``. ``extra`` is
-    merged last (nested dicts are merged key by key).
+    ``provenance.stage_chain_mismatches`` (number of broken links of the stage chain; the
+    links themselves under ``provenance.stage_chain``), ``reproducibility.*`` (the re-run
+    evidence given: ``resimulation_match``, ``patients_checked``, ``n_differences``, …, and
+    the rows ``reproducibility.differences``). ``extra`` is merged last (nested dicts are
+    merged key by key).
+
+    Parameters
+    ----------
+    stage_chain : sequence of mapping, optional
+        Broken links of the stage chain, one mapping per file (``reader``, ``writer``,
+        ``path``, ``kind``, ``expected``, ``actual``; e.g.
+        ``isct.provenance.ChainMismatch.to_dict()``); empty when every link holds.
+    reproducibility : mapping, optional
+        Evidence of the independent re-run; must hold ``resimulation_match`` (bool).
 
     Returns
     -------
     dict
-        Nested evidence; only JSON-friendly scalars.
+        Nested evidence: JSON-friendly scalars addressed by the plan, and the lists of
+        broken links and re-run differences behind them.
+
+    Raises
+    ------
+    ReportError
+        If ``reproducibility`` has no ``resimulation_match``.
     """
     ev: dict[str, Any] = {}
     if verification is not None:
@@ -616,10 +634,21 @@ def collect_evidence(
     if uq is not None:
         n = _uq_n_inputs(uq)
         ev["uq"] = {"n_uncertain_inputs": n} if n is not None else {}
-    if hash_mismatches is not None:
-        ev["provenance"] = {"hash_mismatches": int(hash_mismatches)}
-    if resimulation_match is not None:
-        ev["reproducibility"] = {"resimulation_match": bool(resimulation_match)}
+    if stage_chain is not None:
+        ev["provenance"] = {
+            "stage_chain_mismatches": len(stage_chain),
+            "stage_chain": [dict(link) for link in stage_chain],
+        }
+    if reproducibility is not None:
+        if "resimulation_match" not in reproducibility:
+            raise ReportError(
+                "reproducibility evidence: key 'resimulation_match' (bool) is required; "
+                f"got keys {sorted(reproducibility)}"
+            )
+        ev["reproducibility"] = {
+            **reproducibility,
+            "resimulation_match": bool(reproducibility["resimulation_match"]),
+        }
     for key, value in (extra or {}).items():
         if isinstance(value, Mapping) and isinstance(ev.get(key), dict):
             ev[key] = {**ev[key], **value}
@@ -827,6 +856,32 @@ _SECTION_IDS = {
     "failures": "failures",
     "appendix": "provenance",
 }
+
+
+def _chain_and_rerun(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """Report pieces of the stage chain and the independent re-run (provenance section)."""
+    out: dict[str, Any] = {}
+    links = (evidence.get("provenance") or {}).get("stage_chain")
+    if links is not None:
+        cols = ["reader", "writer", "path", "kind", "expected", "actual"]
+        frame = pd.DataFrame(list(links), columns=cols)
+        for c in ("expected", "actual"):  # SHA-256 prefixes are enough to tell them apart
+            frame[c] = frame[c].map(lambda h: f"{h[:12]}…" if isinstance(h, str) else h)
+        out["stage_chain"] = {"n": len(frame), "table": _table(frame, table_id="stage-chain")}
+    rerun = evidence.get("reproducibility")
+    if rerun:
+        items = {k: v for k, v in rerun.items() if k not in ("differences", "arms", "patients")}
+        items["arms"] = ", ".join(map(str, rerun.get("arms") or [])) or "—"
+        items["patients"] = ", ".join(map(str, rerun.get("patients") or [])) or "—"
+        diffs = pd.DataFrame(list(rerun.get("differences") or []))
+        for c in ("stored", "resimulated"):  # every digit: the comparison is bit for bit
+            if c in diffs:
+                diffs[c] = diffs[c].map(repr)
+        out["rerun"] = {
+            "summary": _kv_table(items, table_id="rerun-items"),
+            "differences": _table(diffs, table_id="rerun-differences"),
+        }
+    return out
 
 
 # ------------------------------------------------------------------------------- context
@@ -1158,6 +1213,7 @@ def build_context(
         }
     if evidence is not None:
         ctx["evidence"] = _kv_table(_flatten(evidence)[0], table_id="evidence-items")
+        ctx.update(_chain_and_rerun(evidence))
 
     # --- extra figures
     for key, path in (figures or {}).items():

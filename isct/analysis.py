@@ -26,6 +26,7 @@ from .cluster import client_from_env
 from .config import model_of, uncertainty_problem
 from .engine import simulate
 from .errors import ConfigError
+from .provenance import record_stage
 
 __all__ = ["EngineEvaluator", "float_endpoints"]
 
@@ -287,6 +288,9 @@ def run_uq(
         _placeholder_figure(
             figure, "Uncertainty quantification not run: no `uncertainty.parameters`."
         )
+        record_stage(
+            Path(store).parent, "uq", inputs={}, outputs={"summary": summary, "figure": figure}
+        )
         return None
     with contextlib.ExitStack() as stack:
         if client is None:  # one cluster for every evaluation of the stage
@@ -351,7 +355,14 @@ def run_uq(
                     for arm in ds["arm"].values
                 }
         write_json(summary, result)
-        return ds
+    # the evaluation stores under ``runs`` are this stage's cache, not a link of the chain
+    record_stage(
+        Path(store).parent,
+        "uq",
+        inputs={"cohort": cohort, **({"outcomes": outcomes} if outcomes is not None else {})},
+        outputs={"uq": store, "summary": summary, "figure": figure},
+    )
+    return ds
 
 
 def run_sensitivity(
@@ -377,6 +388,7 @@ def run_sensitivity(
     endpoints = float_endpoints(model, config["endpoints"])
     seed = config["trial"]["seed"]
     result: dict[str, Any] = {"enabled": bool(scfg["enabled"]), "store": str(store)}
+    read: dict[str, str] = {}  # what the stage read, for its provenance record
     with contextlib.ExitStack() as stack:
         if client is None and scfg["enabled"]:  # one cluster for the whole stage
             client = stack.enter_context(client_from_env())
@@ -386,6 +398,7 @@ def run_sensitivity(
         if scfg["enabled"] and config["uncertainty"]["parameters"]:
             problem = uncertainty_problem(config)
             subset = _subset(cohort, scfg["patients"], outcomes)
+            read.update(cohort=cohort, outcomes=outcomes)
             arms = arms_of(config)
             evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
 
@@ -445,6 +458,7 @@ def run_sensitivity(
         if scfg["enabled"] and covariates:
             coh = xr.open_zarr(cohort, consolidated=False)
             out = xr.open_zarr(outcomes, consolidated=False)
+            read.update(cohort=cohort, outcomes=outcomes)
             ok = np.flatnonzero((out["status"] == 0).all("arm").values)
             if ok.size > scfg["covariate_patients"]:
                 rng = np.random.default_rng(seed)
@@ -476,3 +490,9 @@ def run_sensitivity(
                     for o in ds["output"].values
                 }
     write_json(summary, result)
+    written = {"summary": summary, "figure": figure}
+    if convergence_figure is not None:
+        written["convergence_figure"] = convergence_figure
+    if Path(store).exists():  # no analysis ran: no store
+        written["sa"] = store
+    record_stage(Path(store).parent, "sensitivity", inputs=read, outputs=written)

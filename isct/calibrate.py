@@ -35,6 +35,7 @@ from .cluster import client_from_env
 from .config import model_of, resolve_path
 from .errors import ConfigError
 from .projection import timepoint_projector
+from .provenance import record_stage
 
 __all__ = ["calibrated_settings", "run_calibrate"]
 
@@ -140,11 +141,14 @@ def run_calibrate(
     ccfg = config["calibration"]
     params = ccfg["parameters"]
     Path(summary).parent.mkdir(parents=True, exist_ok=True)
+    results_dir = Path(cohort).parent
+    written = {"summary": summary, "fit": fit_table, "loso": loso_table}
     if not ccfg["enabled"] or not params:
         result = {"enabled": False, "reason": "no calibration parameters in the config", "settings": {}}
         write_json(summary, result)
         pd.DataFrame().to_csv(fit_table, index=False)
         pd.DataFrame().to_csv(loso_table, index=False)
+        record_stage(results_dir, "calibrate", inputs={"cohort": cohort}, outputs=written)
         return result
     model = model_of(config)
     allowed = set(getattr(model, "calibration_parameters", ()))
@@ -287,6 +291,9 @@ def run_calibrate(
         },
     }
     write_json(summary, result)
+    record_stage(
+        results_dir, "calibrate", inputs={"cohort": cohort, "comparators": path}, outputs=written
+    )
     log.info(
         "calibration: %s; LOSO rms z %.2f; model forms %s",
         ", ".join(f"{k} = {v:.4g}" for k, v in estimate.items()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -82,7 +83,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    problems = verify(args.results_dir, sample=args.sample, seed=args.seed)
+    result = verify(args.results_dir, sample=None if args.all else args.sample, seed=args.seed)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    problems = result.problems()
     if problems:
         print(f"isct verify: {len(problems)} difference(s) in {args.results_dir}:")
         for p in problems:
@@ -138,8 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check a results folder against its manifest")
     p.add_argument("results_dir")
-    p.add_argument("--sample", type=int, default=100, help="patients to re-simulate")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--sample", type=int, default=100, help="patients to re-simulate")
+    which.add_argument("--all", action="store_true", help="re-simulate every patient")
     p.add_argument("--seed", type=int, default=0, help="seed for choosing the patients")
+    p.add_argument(
+        "--json", help="also write what was checked and every difference to this JSON file"
+    )
     p.set_defaults(func=_cmd_verify)
     return parser
 

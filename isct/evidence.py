@@ -1,10 +1,13 @@
 """Credibility and report stages: evidence computed from the run, then the report.
 
-The credibility stage computes verification (code verification of the model's numerics and
-a three-level time-step study → GCI), validation against the comparator file, and the
-applicability of the comparator populations. The report stage adds the reproducibility
-evidence (manifest hashes re-checked, sampled patients re-simulated bit for bit), assesses
-every V&V 40 factor of the plan against that evidence and renders the report.
+The credibility stage checks the stage chain up to itself (every file it and the simulate
+stage read is the one its writer recorded), then computes verification (code verification of
+the model's numerics and a three-level time-step study → GCI), validation against the
+comparator file, and the applicability of the comparator populations. The report stage
+checks the whole stage chain again (software quality assurance evidence), writes the
+manifest, has a separate ``isct verify`` process re-simulate sampled patients from the
+manifest alone (use-error evidence), assesses every V&V 40 factor of the plan and renders the
+report.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +29,22 @@ import xarray as xr
 from models import load_card
 
 from .config import REPO_ROOT, model_of, resolve_path
+from .provenance import check_stage_chain, record_stage, write_manifest
 from .stages import arms_of, write_json
 
-__all__ = ["run_credibility", "run_report"]
+__all__ = ["reproducibility_evidence", "run_credibility", "run_report"]
 
 log = logging.getLogger("isct.evidence")
+
+#: Stages whose records the credibility stage checks (its upstream and itself); the UQ and
+#: SA stages may still be running beside it.
+CREDIBILITY_UPSTREAM = ("cohort", "calibrate", "simulate", "credibility")
+#: Upper bound on the separate re-simulation process (external solvers can be slow).
+VERIFY_TIMEOUT_S = 3600
+#: Characters of the verify process's stderr kept in the evidence when it fails.
+STDERR_TAIL = 2000
+#: Rows of re-simulation differences kept in the evidence (``n_differences`` counts them all).
+MAX_DIFFERENCES_SHOWN = 100
 
 
 def _verification(config: dict, cohort: xr.Dataset) -> tuple[dict[str, Any], pd.DataFrame | None]:
@@ -100,59 +118,77 @@ def run_credibility(
     config: dict, *, cohort: str, outcomes: str, evidence: str, validation: str
 ) -> dict[str, Any]:
     """Credibility stage: verification, validation and applicability evidence."""
-    from credibility.comparators import load_comparators, load_populations
-    from credibility.validation import applicability, validate
-
-    from .projection import timepoint_projector
+    from credibility.validation import (
+        applicability,
+        load_comparators,
+        load_populations,
+        validate,
+    )
 
     out_dir = Path(evidence).parent
     out_dir.mkdir(parents=True, exist_ok=True)
+    res = Path(outcomes).parent
+    cred = config["credibility"]
+    read: dict[str, Any] = {"cohort": cohort, "outcomes": outcomes}
+    calibration_file = res / "calibration" / "calibration.json"
+    if calibration_file.is_file():
+        read["calibration"] = calibration_file
+    if cred["comparators"]:
+        comparators_file = resolve_path(cred["comparators"])
+        read["comparators"] = comparators_file
+        populations_file = comparators_file.with_name(comparators_file.stem + "_populations.csv")
+        if populations_file.is_file():
+            read["comparator_populations"] = populations_file
+    # hash what this stage reads as it reads it, then check every link up to here
+    reads = record_stage(res, "credibility", inputs=read, outputs={})["inputs"]
+    chain = check_stage_chain(res, stages=CREDIBILITY_UPSTREAM)
+    for broken in chain:
+        log.warning("stage chain: %s", broken)
     coh = xr.open_zarr(cohort, consolidated=False).load()
     outs = xr.open_zarr(outcomes, consolidated=False).load()
     model = model_of(config)
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {
+        "stage_chain": {
+            "stages": list(CREDIBILITY_UPSTREAM),
+            "mismatches": [m.to_dict() for m in chain],
+        }
+    }
     code = model.code_verification()
     if code is not None:
         result["code_verification"] = code
     verification, gci_table = _verification(config, coh)
     result["verification"] = verification
+    written: dict[str, Any] = {"validation": validation}
     if gci_table is not None:
         gci_table.to_csv(out_dir / "gci.csv", index=False)
-    cred = config["credibility"]
+        written["gci"] = out_dir / "gci.csv"
     if cred["comparators"]:
-        comparators = load_comparators(resolve_path(cred["comparators"]))
-        # validation rows only, each at its own time point (or excluded with the reason)
-        table = validate(
-            outs,
-            comparators,
-            coh,
-            role="validation",
-            at_timepoint=timepoint_projector(model, outs, coh, config["model"]["settings"]),
-        )
+        comparators = load_comparators(read["comparators"])
+        table = validate(outs, comparators, coh)
         table.to_csv(validation, index=False)
         result["validation_table"] = str(validation)
-        populations_file = resolve_path(cred["comparators"]).with_name(
-            resolve_path(cred["comparators"]).stem + "_populations.csv"
-        )
-        if populations_file.is_file():
+        if "comparator_populations" in read:
             frames = []
-            for name, population in load_populations(populations_file).items():
+            for name, population in load_populations(read["comparator_populations"]).items():
                 frame = applicability(coh, population, on_missing="skip")
                 frame.insert(0, "population", name)
                 frames.append(frame)
             pd.concat(frames).to_csv(out_dir / "applicability.csv", index=False)
+            written["applicability"] = out_dir / "applicability.csv"
     else:
         pd.DataFrame().to_csv(validation, index=False)
     write_json(evidence, result)
+    record_stage(res, "credibility", inputs=reads, outputs={"evidence": evidence, **written})
     return result
 
 
-def _model_card(config: dict) -> dict[str, Any] | None:
+def _model_card_path(config: dict) -> Path | None:
+    """The model card the config names, else the model package's own ``card.yaml``."""
     card = config["model"].get("card")
-    if not card:
-        default = REPO_ROOT / "models" / config["model"]["name"] / "card.yaml"
-        card = str(default) if default.is_file() else None
-    return load_card(resolve_path(card), model_of(config)) if card else None
+    if card:
+        return resolve_path(card)
+    default = REPO_ROOT / "models" / config["model"]["name"] / "card.yaml"
+    return default if default.is_file() else None
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
@@ -171,26 +207,144 @@ def _open(path: Path, group: str | None = None) -> xr.Dataset | None:
         return None
 
 
+def _rerun_failed(command: str, returncode: int | None, error: str) -> dict[str, Any]:
+    return {
+        "resimulation_match": False,
+        "method": command,
+        "returncode": returncode,
+        "error": error[-STDERR_TAIL:] or "no output",
+        "patients_checked": 0,
+        "n_differences": None,
+    }
+
+
+def reproducibility_evidence(
+    results: str | os.PathLike, *, sample: int | None, seed: int
+) -> dict[str, Any]:
+    """Re-simulate patients in a separate process that knows only the results folder.
+
+    Runs ``python -m isct verify <results> --sample K --seed S --json FILE`` (``--all`` for
+    ``sample=None``) with an environment of ``PATH`` and ``PYTHONPATH`` alone, in the
+    current working directory (where ``results/`` lies). That process reads the manifest,
+    the trial config the manifest names and the stores, re-simulates the chosen patients and
+    compares them bit for bit with the stored outcomes (:func:`isct.verify.verify`).
+
+    Parameters
+    ----------
+    results : str or path
+        ``results/<trial>`` with its ``manifest.json`` already written.
+    sample : int or None
+        Patients to re-simulate in every arm; None for all.
+    seed : int
+        Seed of the choice of patients.
+
+    Returns
+    -------
+    dict
+        ``resimulation_match`` (bool: the process ran and every value matched),
+        ``method`` (the command), ``returncode``, ``patients_checked``, ``arms_checked``,
+        ``n_differences``, ``manifest_mismatches``, ``refused`` (why the installed model was
+        not run), ``error`` (None, or the tail of the process's stderr when it failed),
+        ``patients``, ``arms`` and ``differences`` (rows: patient, arm, output, stored,
+        resimulated). A failed process gives ``resimulation_match`` False, never an exception.
+    """
+    which = ["--all"] if sample is None else ["--sample", str(sample)]
+    command = (
+        f"python -m isct verify {results} {' '.join(which)} --seed {seed} --json <file> "
+        "(separate process; environment: PATH and PYTHONPATH only)"
+    )
+    env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+    with tempfile.TemporaryDirectory(prefix="isct-verify-") as tmp:
+        out = Path(tmp) / "verify.json"
+        argv = [sys.executable, "-m", "isct", "verify", str(results), *which]
+        argv += ["--seed", str(seed), "--json", str(out)]
+        try:
+            proc = subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired as exc:
+            tail = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            return _rerun_failed(command, None, f"timed out after {VERIFY_TIMEOUT_S} s\n{tail}")
+        # exit 1 means "differences found": the JSON says which
+        if proc.returncode not in (0, 1) or not out.is_file():
+            return _rerun_failed(command, proc.returncode, proc.stderr or proc.stdout)
+        try:
+            checked = json.loads(out.read_text())
+        except json.JSONDecodeError as exc:
+            return _rerun_failed(command, proc.returncode, f"{out}: not valid JSON: {exc}")
+    resim = checked["resimulation"] or {}
+    differences = resim.get("differences", [])
+    return {
+        "resimulation_match": bool(resim.get("match", False)),
+        "method": command,
+        "returncode": proc.returncode,
+        "error": None,
+        "patients_checked": len(resim.get("patients", [])),
+        "arms_checked": len(resim.get("arms", [])),
+        "n_differences": len(differences),
+        "manifest_mismatches": len(checked["hash_mismatches"]),
+        "refused": resim.get("refused"),
+        "patients": resim.get("patients", []),
+        "arms": resim.get("arms", []),
+        "differences": differences[:MAX_DIFFERENCES_SHOWN],
+    }
+
+
 def run_report(
     config: dict, *, results: str, html: str, manifest: str, config_path: str | None = None
 ) -> Path:
-    """Report stage: reproducibility evidence, V&V 40 assessment, manifest and the report."""
+    """Report stage: stage chain and re-run evidence, V&V 40 assessment, manifest and report.
+
+    The stage hashes what it reads (``provenance/report.json``) and checks the whole stage
+    chain before it writes the manifest; the number of broken links is the evidence
+    ``provenance.stage_chain_mismatches``. With the manifest written, a separate process
+    re-simulates ``credibility.resimulation.patients`` patients
+    (:func:`reproducibility_evidence`). The manifest is written again at the end so that it
+    holds the report.
+    """
     from credibility.plan import assess, load_plan
     from credibility.report import build_context, collect_evidence, render_report
 
-    from .provenance import verify_hashes, write_manifest
-    from .verify import resimulate
-
     res = Path(results)
     ev_dir = res / "evidence"
+    cred = config["credibility"]
+    model = model_of(config)
+    figures = {
+        "cohort_check": res / "figures" / "cohort_check.png",
+        "uq_intervals": res / "figures" / "uq_intervals.png",
+        "sa_indices": res / "figures" / "sa_indices.png",
+        "sa_convergence": res / "figures" / "sa_convergence.png",
+    }
+    card_path = _model_card_path(config)
+    plan_path = resolve_path(cred["plan"]) if cred["plan"] else None
+    candidates = {
+        "evidence": ev_dir / "evidence.json",
+        "validation": ev_dir / "validation.csv",
+        "applicability": ev_dir / "applicability.csv",
+        "gci": ev_dir / "gci.csv",
+        "cohort_check": res / "cohort_check.csv",
+        "cohort": res / "cohort.zarr",
+        "outcomes": res / "outcomes.zarr",
+        "uq": res / "uq.zarr",
+        "sa": res / "sa.zarr",
+        **{f"figure_{k}": v for k, v in figures.items()},
+        "model_card": card_path,
+        "plan": plan_path,
+    }
+    # hash what this stage reads as it reads it, then check every link of the chain
+    read = {k: p for k, p in candidates.items() if p is not None and Path(p).exists()}
+    reads = record_stage(res, "report", inputs=read, outputs={})["inputs"]
+    chain = check_stage_chain(res)
+    for broken in chain:
+        log.warning("stage chain: %s", broken)
+    hashed = {res.resolve() / e["path"]: e for e in reads.values()}
+
     stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
     cohort = _open(res / "cohort.zarr")
     outcomes = _open(res / "outcomes.zarr")
     uq = _open(res / "uq.zarr")
     sa = _open(res / "sa.zarr", group="parameters")
-    card = _model_card(config)
-    cred = config["credibility"]
-    model = model_of(config)
+    card = load_card(card_path, model) if card_path is not None else None
 
     inputs: dict[str, Path] = {
         "population_spec": resolve_path(config["cohort"]["population"]),
@@ -210,12 +364,10 @@ def run_report(
     seeds = {"trial_seed": config["trial"]["seed"]}
     root = res.parent.parent
     cfg_file = Path(config_path) if config_path else REPO_ROOT / "config" / "config.yaml"
-    write_manifest(
-        res, config_path=cfg_file, inputs=inputs, outputs=outputs, seeds=seeds, root=root
-    )
-    mismatches = verify_hashes(res, root=root)
-    resim = resimulate(
-        res, sample=min(20, outcomes.sizes["patient"]), seed=config["trial"]["seed"], config=config
+    manifest_args = {"config_path": cfg_file, "inputs": inputs, "seeds": seeds, "root": root}
+    write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
+    rerun = reproducibility_evidence(
+        res, sample=cred["resimulation"]["patients"], seed=config["trial"]["seed"]
     )
 
     validation = _read_csv(ev_dir / "validation.csv")
@@ -230,24 +382,21 @@ def run_report(
         outcomes=outcomes,
         model_card=card,
         uq=uq,
-        hash_mismatches=len(mismatches),
-        resimulation_match=not resim,
+        stage_chain=[m.to_dict() for m in chain],
+        reproducibility=rerun,
         quantities_of_interest=config["endpoints"],
     )
-    plan = load_plan(resolve_path(cred["plan"])) if cred["plan"] else None
+    plan = load_plan(plan_path) if plan_path is not None else None
     if plan is not None:  # show the plan as the config names it, not a machine path
         plan = dataclasses.replace(plan, source=cred["plan"])
     assessment = assess(plan, evidence) if plan is not None else None
+    written: dict[str, Path] = {}
     if assessment is not None:
         assessment.to_csv(ev_dir / "assessment.csv", index=False)
+        written["assessment"] = ev_dir / "assessment.csv"
     write_json(ev_dir / "evidence_final.json", evidence)
+    written["evidence_final"] = ev_dir / "evidence_final.json"
 
-    figures = {
-        "cohort_check": res / "figures" / "cohort_check.png",
-        "uq_intervals": res / "figures" / "uq_intervals.png",
-        "sa_indices": res / "figures" / "sa_indices.png",
-        "sa_convergence": res / "figures" / "sa_convergence.png",
-    }
     if gci_table is not None:  # labelled rows for the report's table and bar chart
         gci_table.index = [
             f"{a}/{e}" for a, e in zip(gci_table["arm"], gci_table["endpoint"], strict=True)
@@ -278,17 +427,21 @@ def run_report(
         endpoints=[e for e in config["endpoints"] if e in outcomes],
     )
     out = render_report(html, context=context, pdf=config["report"]["pdf"])
-    outputs["assessment.csv"] = ev_dir / "assessment.csv"
+    written["html"] = Path(html)
+    if config["report"]["pdf"]:
+        written["pdf"] = Path(html).with_suffix(".pdf")
+    record_stage(res, "report", inputs=reads, outputs=written)
+    if assessment is not None:
+        outputs["assessment.csv"] = ev_dir / "assessment.csv"
     outputs["credibility_report.html"] = Path(html)
     if config["report"]["pdf"]:
         outputs["credibility_report.pdf"] = Path(html).with_suffix(".pdf")
-    write_manifest(
-        res, config_path=cfg_file, inputs=inputs, outputs=outputs, seeds=seeds, root=root
-    )
+    write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
+    if rerun["error"]:
+        outcome = f"could not run: {rerun['error']}"
+    else:
+        outcome = f"{rerun['n_differences']} difference(s), {rerun['refused'] or 'model ran'}"
     log.info(
-        "report: %s (%d hash mismatches, %d re-simulation differences)",
-        out,
-        len(mismatches),
-        len(resim),
+        "report: %s (%d broken links in the stage chain; re-run: %s)", out, len(chain), outcome
     )
     return out

@@ -2,7 +2,9 @@
 
 Each stage reads the validated trial config (a dict, defaults filled) and the paths Snakemake
 hands it, calls the packages, and writes its outputs. Logic worth testing lives here or in
-the packages, not in ``workflow/scripts``.
+the packages, not in ``workflow/scripts``. Every stage ends by recording the SHA-256 of what
+it read and wrote in ``provenance/<stage>.json`` next to its store
+(:func:`isct.provenance.record_stage`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import xarray as xr
 from .cluster import ENV_WORKERS
 from .config import model_of, resolve_path, validate_config
 from .engine import expand_arms, simulate
+from .provenance import record_stage
 
 __all__ = ["run_cohort", "run_simulate", "setup_logging", "trial_config"]
 
@@ -92,7 +95,8 @@ def run_cohort(config: dict, *, store: str, check: str, representation: str, fig
     """Cohort stage: sample the population into ``store`` and check it against its targets."""
     import cohorts
 
-    spec = cohorts.load_spec(resolve_path(config["cohort"]["population"]))
+    spec_path = resolve_path(config["cohort"]["population"])
+    spec = cohorts.load_spec(spec_path)
     ds = cohorts.write_cohort(
         spec,
         config["cohort"]["n"],
@@ -105,6 +109,17 @@ def run_cohort(config: dict, *, store: str, check: str, representation: str, fig
     cohorts.representation_table(ds).to_csv(representation, index=False)
     Path(figure).parent.mkdir(parents=True, exist_ok=True)
     cohorts.plot_check(spec, ds, figure)
+    record_stage(
+        Path(store).parent,
+        "cohort",
+        inputs={"population_spec": spec_path},
+        outputs={
+            "cohort": store,
+            "cohort_check": check,
+            "representation": representation,
+            "figure": figure,
+        },
+    )
     log.info("cohort: %d patients -> %s", ds.sizes["patient"], store)
 
 
@@ -152,5 +167,11 @@ def run_simulate(config: dict, *, cohort: str, store: str, summary: str) -> xr.D
             },
             "last_run": run,
         },
+    )
+    record_stage(
+        Path(store).parent,
+        "simulate",
+        inputs={"cohort": cohort},
+        outputs={"outcomes": store, "summary": summary},
     )
     return ds

@@ -26,7 +26,7 @@ PLAN = Path(__file__).resolve().parents[1] / "credibility" / "plans" / "tavr_sma
 
 #: Evidence that meets every goal of the default plan.
 GOOD = {
-    "provenance": {"hash_mismatches": 0},
+    "provenance": {"stage_chain_mismatches": 0},
     "code_verification": {"order_error_abs": 0.05},
     "verification": {"gci_max_pct": 1.2},
     "simulation": {"solver_failure_fraction": 0.0},

@@ -1,4 +1,4 @@
-"""Tests of isct.provenance: manifest of hashes, versions, seeds; tamper detection."""
+"""Tests of isct.provenance: stage records and their chain, manifest of hashes; tampering."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 from isct.provenance import (
+    ChainMismatch,
     ManifestError,
+    check_stage_chain,
     hash_path,
+    record_stage,
     source_path,
     verify_hashes,
     write_manifest,
@@ -161,3 +165,135 @@ def test_source_path_of_a_class_is_its_package_directory():
     assert source_path(json) == Path(json.__file__).parent
     with pytest.raises(ManifestError, match="no source file"):
         source_path(len)
+
+
+def test_write_manifest_reuses_hashes_the_stage_just_computed(project):
+    results = project / "results" / "demo"
+    table = results / "validation.csv"
+    known = {"kind": "file", "sha256": "0" * 64, "bytes": 1}
+    write_manifest(
+        results, config_path="config.yaml", inputs={}, outputs={"validation": table},
+        seeds={}, root=project, hashed={table: known},
+    )  # fmt: skip
+    entry = json.loads((results / "manifest.json").read_text())["outputs"]["validation"]
+    assert entry == {**known, "path": "results/demo/validation.csv"}  # not hashed again
+    assert [m.kind for m in verify_hashes(results, root=project)] == ["modified"]
+
+
+def test_snakemake_directory_marker_is_not_content(project):
+    store = project / "results" / "demo" / "outcomes.zarr"
+    before = hash_path(store)
+    (store / ".snakemake_timestamp").write_text("")
+    assert hash_path(store) == before
+
+
+# ---------------------------------------------------------------------------- stage chain
+
+
+@pytest.fixture
+def stages(tmp_path):
+    """cohort -> simulate, recorded: a spec outside the results folder, two stores inside."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("age_yr: {dist: normal, mean: 79, sd: 6}\n")
+    results = tmp_path / "results" / "t"
+    cohort = xr.Dataset(
+        {"age_yr": ("patient", np.linspace(70.0, 90.0, 10))}, coords={"patient": np.arange(10)}
+    )
+    cohort.to_zarr(
+        results / "cohort.zarr", encoding={"age_yr": {"chunks": (4,)}}, consolidated=False
+    )
+    record_stage(
+        results, "cohort", inputs={"spec": spec}, outputs={"cohort": results / "cohort.zarr"}
+    )
+    outcomes = xr.Dataset({"y": ("patient", cohort["age_yr"].values * 2)})
+    outcomes.to_zarr(results / "outcomes.zarr", consolidated=False)
+    record_stage(
+        results,
+        "simulate",
+        inputs={"cohort": results / "cohort.zarr"},
+        outputs={"outcomes": results / "outcomes.zarr"},
+    )
+    return results
+
+
+def test_stage_records_hash_what_each_stage_read_and_wrote(stages):
+    record = json.loads((stages / "provenance" / "simulate.json").read_text())
+    assert record["stage"] == "simulate"
+    cohort = record["inputs"]["cohort"]
+    assert cohort["path"] == "cohort.zarr"  # relative: the results folder can move
+    assert cohort["sha256"] == hash_path(stages / "cohort.zarr")["sha256"]
+    assert "age_yr/c/0" in cohort["files"]
+    spec = json.loads((stages / "provenance" / "cohort.json").read_text())["inputs"]["spec"]
+    assert Path(spec["path"]).is_absolute()  # outside the results folder
+    assert check_stage_chain(stages) == []
+
+
+def test_a_chunk_changed_between_two_stages_names_reader_writer_and_chunk(stages):
+    before = hash_path(stages / "cohort.zarr")["files"]["age_yr/c/1"]
+    age = zarr.open_group(stages / "cohort.zarr", mode="r+")["age_yr"]
+    original = age[5]
+    age[5] = original + 1.0  # patient 5 lies in the second chunk (4 patients a chunk)
+    record_stage(
+        stages,
+        "uq",
+        inputs={"cohort": stages / "cohort.zarr", "outcomes": stages / "outcomes.zarr"},
+        outputs={},
+    )
+    after = hash_path(stages / "cohort.zarr")["files"]["age_yr/c/1"]
+    expected = [ChainMismatch("uq", "cohort", "cohort.zarr/age_yr/c/1", "modified", before, after)]
+    assert check_stage_chain(stages) == expected
+    assert "stage uq read cohort.zarr/age_yr/c/1: modified (written by stage cohort)" == str(
+        expected[0]
+    )
+    # the records keep what each stage saw: restoring the file does not mend the chain
+    age[5] = original
+    assert check_stage_chain(stages) == expected
+    # a stage that checks only its upstream does not see a sibling's record
+    assert check_stage_chain(stages, stages=("cohort", "simulate")) == []
+
+
+def test_missing_added_and_unrecorded_files_break_the_chain(stages):
+    chunk = stages / "outcomes.zarr" / "y" / "c" / "0"
+    chunk.unlink()  # zarr would read the fill value: the data is gone
+    (stages / "outcomes.zarr" / "y" / "c" / "9").write_bytes(b"extra")
+    (stages / "notes.csv").write_text("x\n1\n")
+    record_stage(
+        stages,
+        "report",
+        inputs={"outcomes": stages / "outcomes.zarr", "notes": stages / "notes.csv"},
+        outputs={},
+    )
+    found = {(m.reader, m.writer, m.path, m.kind) for m in check_stage_chain(stages)}
+    assert found == {
+        ("report", "simulate", "outcomes.zarr/y/c/0", "missing"),
+        ("report", "simulate", "outcomes.zarr/y/c/9", "added"),
+        ("report", None, "notes.csv", "unrecorded"),
+    }
+
+
+def test_a_stage_recording_twice_keeps_its_inputs_without_hashing_again(stages):
+    first = record_stage(
+        stages, "credibility", inputs={"cohort": stages / "cohort.zarr"}, outputs={}
+    )
+    (stages / "evidence.json").write_text("{}")
+    second = record_stage(
+        stages,
+        "credibility",
+        inputs={"cohort": {**first["inputs"]["cohort"], "sha256": "kept"}},
+        outputs={"evidence": stages / "evidence.json"},
+    )
+    assert second["inputs"]["cohort"]["sha256"] == "kept"
+    assert second["outputs"]["evidence"]["path"] == "evidence.json"
+
+
+def test_stage_record_errors_name_stage_and_key(stages):
+    with pytest.raises(ManifestError, match="stage name 'Sim ulate'"):
+        record_stage(stages, "Sim ulate", inputs={}, outputs={})
+    with pytest.raises(ManifestError, match="stage uq: inputs.cohort: path '.*nope.zarr'"):
+        record_stage(stages, "uq", inputs={"cohort": stages / "nope.zarr"}, outputs={})
+    (stages / "provenance" / "uq.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="uq.json: not valid JSON"):
+        check_stage_chain(stages)
+    (stages / "provenance" / "uq.json").write_text('{"stage": "uq"}')
+    with pytest.raises(ManifestError, match="key 'created_utc' missing"):
+        check_stage_chain(stages)

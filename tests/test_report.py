@@ -18,7 +18,7 @@ from test_plan import GOOD
 from test_validation import synthetic_trial
 
 from credibility.figures import STATUS_COLOURS
-from credibility.plan import load_plan
+from credibility.plan import assess, load_plan
 from credibility.report import (
     NOT_COMPUTED,
     ReportError,
@@ -161,7 +161,8 @@ def test_collect_evidence_feeds_the_plan(trial, pieces):
     ev = collect_evidence(
         verification=pieces["verification"], validation=pieces["validation"],
         applicability=pieces["applicability"], outcomes=outcomes, model_card=CARD,
-        hash_mismatches=0, resimulation_match=True, quantities_of_interest=QOI,
+        stage_chain=[], reproducibility={"resimulation_match": True},
+        quantities_of_interest=QOI,
         extra={"code_verification": {"order_error_abs": 0.03}},
     )  # fmt: skip
     assert ev["verification"]["gci_max_pct"] == pytest.approx(2.175, abs=1e-3)
@@ -170,6 +171,31 @@ def test_collect_evidence_feeds_the_plan(trial, pieces):
     assert ev["model_card"]["n_assumptions"] == 3
     assert ev["simulation"]["solver_failure_fraction"] == pytest.approx(3 / 600)
     assert ev["code_verification"]["order_error_abs"] == 0.03
+
+
+def test_broken_stage_links_and_rerun_differences_fail_their_factors_and_show():
+    link = {
+        "reader": "uq", "writer": "simulate", "path": "outcomes.zarr/eoa_cm2/c/0/1",
+        "kind": "modified", "expected": "a" * 64, "actual": "b" * 64,
+    }  # fmt: skip
+    difference = {
+        "patient": 17, "arm": "self_expanding", "output": "mean_gradient_mmhg",
+        "stored": 12.000000000000002, "resimulated": 12.0,
+    }  # fmt: skip
+    rerun = {"resimulation_match": False, "patients_checked": 20, "differences": [difference]}
+    ev = collect_evidence(stage_chain=[link], reproducibility=rerun)
+    assert ev["provenance"] == {"stage_chain_mismatches": 1, "stage_chain": [link]}
+    status = assess(load_plan(PLAN), ev).set_index("factor")["status"]
+    assert status["software_quality_assurance"] == "fail" and status["use_error"] == "fail"
+    ctx = build_context(trial={"name": "t"}, evidence=ev)
+    assert "outcomes.zarr/eoa_cm2/c/0/1" in ctx["stage_chain"]["table"]
+    assert "aaaaaaaaaaaa…" in ctx["stage_chain"]["table"]  # hashes shortened
+    assert "12.000000000000002" in ctx["rerun"]["differences"]  # every digit shown
+    clean = collect_evidence(stage_chain=[], reproducibility={"resimulation_match": True})
+    status = assess(load_plan(PLAN), clean).set_index("factor")["status"]
+    assert status["software_quality_assurance"] == "pass" and status["use_error"] == "pass"
+    with pytest.raises(ReportError, match="'resimulation_match'"):
+        collect_evidence(reproducibility={"patients_checked": 20})
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -235,7 +261,8 @@ def full_report(trial, pieces, tmp_path_factory):
     ev = collect_evidence(
         verification=pieces["verification"], validation=pieces["validation"],
         applicability=pieces["applicability"], outcomes=outcomes, model_card=CARD,
-        hash_mismatches=0, resimulation_match=True, quantities_of_interest=QOI,
+        stage_chain=[], reproducibility={"resimulation_match": True},
+        quantities_of_interest=QOI,
     )  # fmt: skip
     ctx = build_context(
         trial={"name": "tavr_small_annuli", "title": "TAVR in small annuli", "seed": 42},
@@ -480,7 +507,8 @@ def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces)
     ev = collect_evidence(
         verification=pieces["verification"], validation=pieces["validation"],
         applicability=pieces["applicability"], outcomes=outcomes, model_card=CARD, uq=uq,
-        hash_mismatches=0, resimulation_match=True, quantities_of_interest=QOI,
+        stage_chain=[], reproducibility={"resimulation_match": True},
+        quantities_of_interest=QOI,
         code_verification={"order_error_abs": 0.02},
     )  # fmt: skip
     table = assess(load_plan(PLAN), ev)

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+import zarr
 
 from isct.cli import main
-from isct.config import REPO_ROOT
+from isct.config import REPO_ROOT, load_config
+from isct.evidence import reproducibility_evidence, run_credibility, run_report
+from isct.provenance import hash_path, verify_hashes
 
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
+STAGES = ("cohort", "simulate", "uq", "sensitivity", "credibility", "report")
+
+# Snakemake's marker in directory() outputs (cohort.zarr) is rightly ignored by zarr
+pytestmark = pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +49,54 @@ def tiny_run(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return workdir
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the finished tiny run (results and report) that a test may tamper with."""
+    for folder in ("results", "reports"):
+        shutil.copytree(
+            tiny_run / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*_runs.zarr")
+        )
+    return tmp_path
+
+
+def _change_outcome(results: Path, name: str, arm: int, patient: int, delta: float) -> float:
+    """Add ``delta`` to one stored value through zarr (chunks are compressed); the old value."""
+    values = zarr.open_group(results / "outcomes.zarr", mode="r+")[name]
+    old = float(values[arm, patient])
+    values[arm, patient] = old + delta
+    return old
+
+
+def _ok_patient(results: Path, arm: int) -> int:
+    status = xr.open_zarr(results / "outcomes.zarr", consolidated=False)["status"].values
+    return int(np.flatnonzero(status[arm] == 0)[-1])
+
+
+def _assessment(results: Path) -> pd.Series:
+    return pd.read_csv(results / "evidence" / "assessment.csv").set_index("factor")["status"]
+
+
+def _report_again(workdir: Path, config: dict | None = None) -> dict:
+    """The credibility and report stages once more on a copied run; the final evidence."""
+    config = config or load_config(TINY)
+    results = workdir / "results" / "ci_tiny"
+    run_credibility(
+        config,
+        cohort=str(results / "cohort.zarr"),
+        outcomes=str(results / "outcomes.zarr"),
+        evidence=str(results / "evidence" / "evidence.json"),
+        validation=str(results / "evidence" / "validation.csv"),
+    )
+    run_report(
+        config,
+        results=str(results),
+        html=str(workdir / "reports" / "ci_tiny" / "credibility_report.html"),
+        manifest=str(results / "manifest.json"),
+        config_path=str(TINY),
+    )
+    return json.loads((results / "evidence" / "evidence_final.json").read_text())
 
 
 def test_every_stage_wrote_its_outputs(tiny_run):
@@ -105,8 +163,126 @@ def test_report_has_every_section_with_numbers_from_the_run(tiny_run):
     assert f"{100 * ok / outcomes['status'].size:.2f} % of {outcomes['status'].size}" in html
 
 
-def test_isct_verify_passes_then_names_a_tampered_file(tiny_run, capsys):
+def test_every_stage_records_what_it_read_and_wrote_and_every_link_holds(tiny_run):
     results = tiny_run / "results" / "ci_tiny"
+    records = {s: json.loads((results / "provenance" / f"{s}.json").read_text()) for s in STAGES}
+    assert records["simulate"]["inputs"]["cohort"]["path"] == "cohort.zarr"
+    assert records["simulate"]["outputs"]["outcomes"]["path"] == "outcomes.zarr"
+    assert {"cohort", "outcomes"} <= set(records["uq"]["inputs"])
+    assert {"evidence", "outcomes", "uq", "sa"} <= set(records["report"]["inputs"])
+    # the cohort store read downstream is the one the cohort stage wrote, chunk by chunk
+    written = records["cohort"]["outputs"]["cohort"]["files"]
+    for stage in ("simulate", "uq", "sensitivity", "credibility", "report"):
+        assert records[stage]["inputs"]["cohort"]["files"] == written, stage
+    evidence = json.loads((results / "evidence" / "evidence_final.json").read_text())
+    assert evidence["provenance"] == {"stage_chain_mismatches": 0, "stage_chain": []}
+    stage_evidence = json.loads((results / "evidence" / "evidence.json").read_text())
+    assert stage_evidence["stage_chain"]["mismatches"] == []
+    rerun = evidence["reproducibility"]
+    assert rerun["resimulation_match"] is True and rerun["error"] is None
+    assert rerun["patients_checked"] == 20 and rerun["arms_checked"] == 2
+    assert rerun["n_differences"] == 0 and rerun["manifest_mismatches"] == 0
+    assert rerun["method"].startswith("python -m isct verify results/ci_tiny --sample 20")
+    status = _assessment(results)
+    assert status["software_quality_assurance"] == "pass" and status["use_error"] == "pass"
+    html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert "Every file each stage read is the one the stage that wrote it recorded" in html
+    assert 'id="rerun-items"' in html and "separate process" in html
+
+
+def test_a_cohort_chunk_changed_after_simulate_fails_software_quality_assurance(tiny_copy):
+    results = tiny_copy / "results" / "ci_tiny"
+    chunk = "cohort.zarr/age_yr/c/0"
+    before = hash_path(results / "cohort.zarr")["files"]["age_yr/c/0"]
+    age = zarr.open_group(results / "cohort.zarr", mode="r+")["age_yr"]
+    age[3] = age[3] + 10.0  # patient 3: ten years older after the simulate stage ran
+    evidence = _report_again(tiny_copy)
+
+    stage_evidence = json.loads((results / "evidence" / "evidence.json").read_text())
+    [link] = stage_evidence["stage_chain"]["mismatches"]
+    assert (link["reader"], link["writer"], link["path"], link["kind"]) == (
+        "credibility", "cohort", chunk, "modified",
+    )  # fmt: skip
+    assert link["expected"] == before != link["actual"]
+    assert evidence["provenance"]["stage_chain_mismatches"] == 2
+    assert {(m["reader"], m["path"]) for m in evidence["provenance"]["stage_chain"]} == {
+        ("credibility", chunk),
+        ("report", chunk),
+    }
+    status = _assessment(results)
+    assert status["software_quality_assurance"] == "fail"
+    # age is no model input: re-simulation cannot see this change, the stage chain does
+    assert status["use_error"] == "pass"
+    html = (tiny_copy / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert 'id="stage-chain"' in html and chunk in html
+    assert "software quality assurance (fail)" in html
+
+
+def test_outcomes_that_differ_from_a_resimulation_fail_use_error(tiny_copy):
+    results = tiny_copy / "results" / "ci_tiny"
+    patient = _ok_patient(results, arm=1)
+    old = _change_outcome(results, "mean_gradient_mmhg", arm=1, patient=patient, delta=1.0)
+    config = load_config(TINY)
+    config["credibility"]["resimulation"]["patients"] = 40  # every patient
+    rerun = _report_again(tiny_copy, config)["reproducibility"]
+    assert rerun["resimulation_match"] is False and rerun["error"] is None
+    assert rerun["patients_checked"] == 40 and rerun["returncode"] == 1
+    assert rerun["differences"] == [
+        {
+            "patient": patient,
+            "arm": "self_expanding",
+            "output": "mean_gradient_mmhg",
+            "stored": old + 1.0,
+            "resimulated": old,
+        }
+    ]
+    status = _assessment(results)
+    assert status["use_error"] == "fail"
+    assert status["software_quality_assurance"] == "fail"  # changed after simulate wrote it
+    html = (tiny_copy / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert 'id="rerun-differences"' in html and "self_expanding" in html
+
+
+def test_a_rerun_that_cannot_start_is_failed_evidence_with_its_stderr(tmp_path):
+    results = tmp_path / "results" / "gone"
+    results.mkdir(parents=True)
+    rerun = reproducibility_evidence(results, sample=5, seed=0)
+    assert rerun["resimulation_match"] is False and rerun["returncode"] == 2
+    assert "manifest.json" in rerun["error"] and "cannot read manifest" in rerun["error"]
+
+
+def test_isct_verify_resimulation_names_an_outcome_changed_inside_a_chunk(tiny_copy, capsys):
+    results = tiny_copy / "results" / "ci_tiny"
+    patient = _ok_patient(results, arm=1)
+    old = _change_outcome(results, "mean_gradient_mmhg", arm=1, patient=patient, delta=0.5)
+    # write the tampered store's hashes into the manifest, so the hash check passes
+    manifest_file = results / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["outputs"]["outcomes.zarr"].update(hash_path(results / "outcomes.zarr"))
+    manifest_file.write_text(json.dumps(manifest, indent=2))
+    assert verify_hashes(results, root=tiny_copy) == []
+
+    report = tiny_copy / "verify.json"
+    assert main(["verify", str(results), "--all", "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "1 difference(s)" in out
+    assert f"patient {patient} arm 'self_expanding' mean_gradient_mmhg" in out
+    checked = json.loads(report.read_text())
+    assert checked["hash_mismatches"] == [] and checked["ok"] is False
+    assert checked["resimulation"]["patients"] == list(range(40))
+    assert checked["resimulation"]["differences"] == [
+        {
+            "patient": patient,
+            "arm": "self_expanding",
+            "output": "mean_gradient_mmhg",
+            "stored": old + 0.5,
+            "resimulated": old,
+        }
+    ]
+
+
+def test_isct_verify_passes_then_names_a_tampered_file(tiny_copy, capsys):
+    results = tiny_copy / "results" / "ci_tiny"
     assert main(["verify", str(results), "--sample", "10"]) == 0
     check = results / "cohort_check.csv"
     check.write_text(check.read_text() + "\n")

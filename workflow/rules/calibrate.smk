@@ -12,6 +12,7 @@ rule calibrate:
         ),
         fit=f"{RESULTS}/calibration/calibration_fit.csv",
         loso=f"{RESULTS}/calibration/calibration_loso.csv",
+        provenance=stage_record("calibrate"),
     log:
         f"{RESULTS}/logs/calibrate.log",
     benchmark:

@@ -9,6 +9,7 @@ rule cohort:
             category="Cohort",
         ),
         representation=f"{RESULTS}/cohort_representation.csv",
+        provenance=stage_record("cohort"),
         figure=report(
             f"{RESULTS}/figures/cohort_check.png",
             caption="../report/cohort.rst",

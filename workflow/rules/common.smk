@@ -33,6 +33,11 @@ def trial_config_file():
     return str(files[-1]) if files else repo_path("config/config.yaml")
 
 
+def stage_record(stage):
+    """provenance/<stage>.json: SHA-256 of what the stage read and wrote (isct.provenance)."""
+    return f"{RESULTS}/provenance/{stage}.json"
+
+
 def results_dir(wildcards, output):
     """results/<trial>, from the manifest's path."""
     return os.path.dirname(output.manifest)

@@ -6,6 +6,7 @@ rule credibility:
         outcomes=f"{RESULTS}/simulate.json",
     output:
         evidence=f"{RESULTS}/evidence/evidence.json",
+        provenance=stage_record("credibility"),
         validation=report(
             f"{RESULTS}/evidence/validation.csv",
             caption="../report/validation.rst",

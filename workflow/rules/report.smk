@@ -13,6 +13,7 @@ rule report:
             category="Credibility report",
         ),
         manifest=f"{RESULTS}/manifest.json",
+        provenance=stage_record("report"),
     log:
         f"{RESULTS}/logs/report.log",
     conda:

@@ -5,6 +5,7 @@ rule sensitivity:
         outcomes=f"{RESULTS}/simulate.json",
     output:
         summary=f"{RESULTS}/sa.json",
+        provenance=stage_record("sensitivity"),
         figure=report(
             f"{RESULTS}/figures/sa_indices.png",
             caption="../report/sensitivity.rst",

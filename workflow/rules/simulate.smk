@@ -7,6 +7,7 @@ rule simulate:
         cohort=f"{RESULTS}/cohort.zarr",
     output:
         summary=f"{RESULTS}/simulate.json",
+        provenance=stage_record("simulate"),
     log:
         f"{RESULTS}/logs/simulate.log",
     benchmark:

@@ -5,6 +5,7 @@ rule uq:
         outcomes=f"{RESULTS}/simulate.json",
     output:
         summary=f"{RESULTS}/uq.json",
+        provenance=stage_record("uq"),
         figure=report(
             f"{RESULTS}/figures/uq_intervals.png",
             caption="../report/uq.rst",
