@@ -287,7 +287,10 @@ def load_comparators(path: str | Path) -> pd.DataFrame:
                 )
         if rec["threshold"] and not _THRESHOLD.match(rec["threshold"]):
             raise _fail(
-                path, line, rid, f"column 'threshold' is '{rec['threshold']}'; allowed: '>=20'-"
+                path,
+                line,
+                rid,
+                f"column 'threshold' is '{rec['threshold']}'; allowed: '>=20'-"
                 "style, one of <=, >=, <, > and a number",
             )
         if rec["category"]:
@@ -295,7 +298,10 @@ def load_comparators(path: str | Path) -> pd.DataFrame:
                 [float(c) for c in rec["category"].split("|")]
             except ValueError:
                 raise _fail(
-                    path, line, rid, f"column 'category' is '{rec['category']}'; allowed: "
+                    path,
+                    line,
+                    rid,
+                    f"column 'category' is '{rec['category']}'; allowed: "
                     "integer codes separated by |",
                 ) from None
         try:
@@ -309,8 +315,10 @@ def load_comparators(path: str | Path) -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise _fail(
-                path, lines[i], raw["id"].iat[i], f"column '{col}' is '{raw[col].iat[i]}', "
-                "not a number",
+                path,
+                lines[i],
+                raw["id"].iat[i],
+                f"column '{col}' is '{raw[col].iat[i]}', not a number",
             )
         out[col] = num.astype(float)
     is_prop = out["statistic"] == "proportion"
@@ -337,7 +345,9 @@ def rows_with_role(comparators: pd.DataFrame, role: str) -> pd.DataFrame:
     if role not in ROLES:
         raise ComparatorError(f"role is {role!r}; allowed: {list(ROLES)}")
     if "role" not in comparators:
-        raise ComparatorError("comparator table has no 'role' column; load it with load_comparators")
+        raise ComparatorError(
+            "comparator table has no 'role' column; load it with load_comparators"
+        )
     out = comparators[comparators["role"] == role].reset_index(drop=True)
     out.attrs = dict(comparators.attrs)
     return out

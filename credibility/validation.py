@@ -487,7 +487,9 @@ def selected_values(
     where = f"comparator id={row['id']}"
     q, arm = row["quantity"], row["arm"]
     if q not in arrays:
-        raise ValidationError(f"{where}: quantity '{q}' not in outcomes; available: {sorted(arrays)}")
+        raise ValidationError(
+            f"{where}: quantity '{q}' not in outcomes; available: {sorted(arrays)}"
+        )
     if arm != POOLED_ARM and arm not in arms:
         raise ValidationError(
             f"{where}: arm '{arm}' not in outcomes; allowed: {list(arms) + [POOLED_ARM]}"

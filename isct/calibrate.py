@@ -42,7 +42,9 @@ __all__ = ["calibrated_settings", "run_calibrate"]
 log = logging.getLogger("isct.calibrate")
 
 
-def _outcomes_dataset(values: dict[str, np.ndarray], row: int, arms: list[str], patients) -> xr.Dataset:
+def _outcomes_dataset(
+    values: dict[str, np.ndarray], row: int, arms: list[str], patients
+) -> xr.Dataset:
     """One design row's outcomes as a Dataset (arm, patient)."""
     return xr.Dataset(
         {k: (("arm", "patient"), np.ascontiguousarray(v[row].T)) for k, v in values.items()},
@@ -144,7 +146,11 @@ def run_calibrate(
     results_dir = Path(cohort).parent
     written = {"summary": summary, "fit": fit_table, "loso": loso_table}
     if not ccfg["enabled"] or not params:
-        result = {"enabled": False, "reason": "no calibration parameters in the config", "settings": {}}
+        result = {
+            "enabled": False,
+            "reason": "no calibration parameters in the config",
+            "settings": {},
+        }
         write_json(summary, result)
         pd.DataFrame().to_csv(fit_table, index=False)
         pd.DataFrame().to_csv(loso_table, index=False)
@@ -160,7 +166,9 @@ def run_calibrate(
         )
     comp_path = config["credibility"]["comparators"]
     if not comp_path:
-        raise ConfigError("key 'calibration.parameters' is set but 'credibility.comparators' is not")
+        raise ConfigError(
+            "key 'calibration.parameters' is set but 'credibility.comparators' is not"
+        )
     path = resolve_path(comp_path)
     rows = rows_with_role(load_comparators(path), "calibration")
     if rows.empty:
@@ -169,7 +177,12 @@ def run_calibrate(
             f"{sorted(params)}; add calibration rows or remove the parameters"
         )
     problem = problem_from_config(
-        {"parameters": {k: {"dist": "uniform", "low": v["low"], "high": v["high"]} for k, v in params.items()}},
+        {
+            "parameters": {
+                k: {"dist": "uniform", "low": v["low"], "high": v["high"]}
+                for k, v in params.items()
+            }
+        },
         source="calibration.parameters",
     )
     seed = int(config["trial"]["seed"])
@@ -236,7 +249,9 @@ def run_calibrate(
             model, np.asarray([post.mean]), confirm, rows, subset, settings, arm_names, needed
         )
     fit = tables[0]
-    fit.insert(fit.columns.get_loc("predicted") + 1, "emulated", out["emulator"](post.mean[None, :])[0])
+    fit.insert(
+        fit.columns.get_loc("predicted") + 1, "emulated", out["emulator"](post.mean[None, :])[0]
+    )
     fit.to_csv(fit_table, index=False)
     table = post.table()
     best = min(cv, key=lambda k: cv[k]["rms_z"])
@@ -252,9 +267,7 @@ def run_calibrate(
         },
         "patients": int(subset.sizes["patient"]),
         "design_points": int(len(out["X"])),
-        "model_evaluations": int(
-            (len(X) + ccfg["refine_points"]) * len(forms) + 1
-        )
+        "model_evaluations": int((len(X) + ccfg["refine_points"]) * len(forms) + 1)
         * int(subset.sizes["patient"])
         * len(arms),
         "effective_sample_size": post.ess,

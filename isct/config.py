@@ -132,8 +132,8 @@ def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator
     """Load every file the config names with its own validator, so a bad population spec,
     plan or comparator table stops the run before any work too."""
     import cohorts
-    from credibility.plan import PlanError, load_plan
     from credibility.comparators import ComparatorError, load_comparators
+    from credibility.plan import PlanError, load_plan
 
     checks = {
         "cohort.population": (cohorts.load_spec, cohorts.CohortSpecError),

@@ -118,12 +118,10 @@ def run_credibility(
     config: dict, *, cohort: str, outcomes: str, evidence: str, validation: str
 ) -> dict[str, Any]:
     """Credibility stage: verification, validation and applicability evidence."""
-    from credibility.validation import (
-        applicability,
-        load_comparators,
-        load_populations,
-        validate,
-    )
+    from credibility.comparators import load_comparators, load_populations
+    from credibility.validation import applicability, validate
+
+    from .projection import timepoint_projector
 
     out_dir = Path(evidence).parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +162,14 @@ def run_credibility(
         written["gci"] = out_dir / "gci.csv"
     if cred["comparators"]:
         comparators = load_comparators(read["comparators"])
-        table = validate(outs, comparators, coh)
+        # validation rows only, each at its own time point (or excluded with the reason)
+        table = validate(
+            outs,
+            comparators,
+            coh,
+            role="validation",
+            at_timepoint=timepoint_projector(model, outs, coh, config["model"]["settings"]),
+        )
         table.to_csv(validation, index=False)
         result["validation_table"] = str(validation)
         if "comparator_populations" in read:

@@ -200,7 +200,9 @@ def family_with(device: dict[str, Any]) -> DeviceFamily:
         changes["leaflet_position"] = device["leaflet_position"]
         if "leaflet_transmission" not in device:
             changes["leaflet_transmission"] = (
-                1.0 if device["leaflet_position"] == "intra" else FAMILIES["self_expanding"].leaflet_transmission
+                1.0
+                if device["leaflet_position"] == "intra"
+                else FAMILIES["self_expanding"].leaflet_transmission
             )
     if "leaflet_tissue" in device:
         if device["leaflet_tissue"] not in _TISSUES:

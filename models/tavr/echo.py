@@ -97,7 +97,9 @@ def measure(
     z_lvot = r * z_jet + np.sqrt(1.0 - r * r) * effects["echo.lvot_vti"]
     jet = np.maximum(1.0 + float(settings["jet_vti_cv"]) * z_jet, 0.2)
     lvot_vti = np.maximum(1.0 + float(settings["lvot_vti_cv"]) * z_lvot, 0.2)
-    diameter = np.maximum(1.0 + float(settings["lvot_diameter_cv"]) * effects["echo.lvot_diameter"], 0.5)
+    diameter = np.maximum(
+        1.0 + float(settings["lvot_diameter_cv"]) * effects["echo.lvot_diameter"], 0.5
+    )
     sv_echo = true["stroke_volume_ml"] * float(settings["lvot_area_ratio"]) * diameter**2 * lvot_vti
     c = float(settings["doppler_coefficient"])
     with np.errstate(divide="ignore", invalid="ignore"):

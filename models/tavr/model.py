@@ -34,7 +34,7 @@ from ..base import STATUS, Model, Variable
 from ..streams import patient_normals
 from . import echo, kernel
 from .deployment import deploy
-from .devices import DESIGN_KEYS, FAMILIES, TAVRDeviceError, _family, family_with, select_size
+from .devices import DESIGN_KEYS, FAMILIES, TAVRDeviceError, family_with, select_size
 
 __all__ = [
     "CALIBRATION_PARAMETERS",
@@ -195,7 +195,9 @@ def valve_table(
     table[:, 0] = eoa
     table[:, 1] = 1.0 if rigid else float(settings["opening_minimum"])
     table[:, 2] = _row(settings["opening_velocity_cm_s"], n, "opening_velocity_cm_s") * eoa
-    table[:, 3] = 0.25 * np.pi * (_row(settings["aorta_diameter_mm"], n, "aorta_diameter_mm") * 0.1) ** 2
+    table[:, 3] = (
+        0.25 * np.pi * (_row(settings["aorta_diameter_mm"], n, "aorta_diameter_mm") * 0.1) ** 2
+    )
     table[:, 4] = _row(settings["blood_density_kg_m3"], n, "blood_density_kg_m3")
     return table
 
@@ -524,7 +526,9 @@ class TAVRModel(Model):
         "dbp_mmhg": Variable("mmHg", "diastolic blood pressure", (30.0, 140.0)),
         "annulus_area_mm2": Variable("mm2", "CT aortic annulus area", (150.0, 1000.0)),
         "annulus_perimeter_mm": Variable("mm", "CT aortic annulus perimeter", (40.0, 120.0)),
-        "av_calcium_agatston": Variable("1", "aortic valve calcium score (Agatston units)", (0.0, 20000.0)),
+        "av_calcium_agatston": Variable(
+            "1", "aortic valve calcium score (Agatston units)", (0.0, 20000.0)
+        ),
         "patient_seed": Variable("1", "the patient's random seed (cohort)", dtype="uint64"),
     }
     outputs: ClassVar[dict[str, Variable]] = {
@@ -652,7 +656,9 @@ class TAVRModel(Model):
                 f"allowed sizes: {list(family.sizes_mm)}"
             )
         row = {k: _row(s[k], n, k) for k in _PER_ROW_SETTINGS}
-        geometry = deploy(family, np.where(size > 0, size, family.sizes_mm[0]), patients, effects, {**s, **row})
+        geometry = deploy(
+            family, np.where(size > 0, size, family.sizes_mm[0]), patients, effects, {**s, **row}
+        )
         geometry["eoa_max_cm2"] = np.where(size > 0, geometry["eoa_max_cm2"], np.nan)
         return geometry, size, off
 
@@ -677,7 +683,9 @@ class TAVRModel(Model):
         effects = random_effects(patients["patient_seed"])
         geometry, size, off = self.deployed_valves(patients, device, s, effects)
         fit = personalise(patients, s)
-        valve = valve_table(np.where(np.isfinite(geometry["eoa_max_cm2"]), geometry["eoa_max_cm2"], 1.0), s)
+        valve = valve_table(
+            np.where(np.isfinite(geometry["eoa_max_cm2"]), geometry["eoa_max_cm2"], 1.0), s
+        )
         out, converged = run_device(fit, valve, s)
         if s["measurement"] == "virtual_echo":
             measured = echo.measure(out, patients, effects, s)
@@ -690,7 +698,9 @@ class TAVRModel(Model):
         out.update(
             eoai_true_cm2_m2=out["eoa_true_cm2"] / bsa,
             ppm_class_true=echo.ppm_class(out["eoa_true_cm2"] / bsa, patients["bmi_kg_m2"]),
-            cardiac_output_l_min=out["stroke_volume_ml"] * np.asarray(patients["heart_rate_bpm"]) / 1000.0,
+            cardiac_output_l_min=out["stroke_volume_ml"]
+            * np.asarray(patients["heart_rate_bpm"])
+            / 1000.0,
             valve_size_mm=size.astype(np.int16),
             sizing_off_chart=off.astype(np.int8),
             personalisation_residual_pct=fit["residual_pct"],
