@@ -24,14 +24,13 @@ import jinja2
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from credibility import figures as _fig
 from credibility.plan import Plan, assess
+from credibility.statistics import mean_ci, proportion_ci, weighted_percentiles
 from credibility.validation import (
     applicability_summary,
     patient_weights,
-    proportion_interval,
     validation_summary,
 )
 
@@ -70,77 +69,6 @@ NOT_COMPUTED = "Not computed in this run."
 
 class ReportError(RuntimeError):
     """The report cannot be built (missing variable, missing template, PDF engine absent)."""
-
-
-# ------------------------------------------------------------------------------ statistics
-
-
-def _mean_ci(x: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) -> dict[str, float]:
-    """Weighted mean with a Student-t interval (Kish effective n), column-wise over masks.
-
-    ``x``, ``w`` and ``mask`` broadcast to ``(k, n)``: k strata evaluated at once.
-    """
-    x, w, mask = np.broadcast_arrays(np.atleast_2d(x), np.atleast_2d(w), np.atleast_2d(mask))
-    ww = np.where(mask & np.isfinite(x), w, 0.0)
-    xs = np.where(ww > 0, x, 0.0)
-    sw = ww.sum(axis=1)
-    n = (ww > 0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (ww * xs).sum(axis=1) / sw
-        n_eff = sw**2 / (ww**2).sum(axis=1)
-        var = (ww * (xs - mean[:, None]) ** 2).sum(axis=1) / sw * n_eff / (n_eff - 1.0)
-        se = np.sqrt(var / n_eff)
-        tq = stats.t.ppf(0.5 + conf / 2.0, np.maximum(n_eff - 1.0, 1.0))
-    return {
-        "n": n,
-        "estimate": mean,
-        "ci_low": mean - tq * se,
-        "ci_high": mean + tq * se,
-        "sd": np.sqrt(var),
-        "n_eff": n_eff,
-    }
-
-
-def _prop_ci(event: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) -> dict[str, Any]:
-    """Weighted proportion with a Clopper–Pearson interval on Kish effective counts."""
-    event, w, mask = np.broadcast_arrays(
-        np.atleast_2d(event), np.atleast_2d(w), np.atleast_2d(mask)
-    )
-    ww = np.where(mask, w, 0.0)
-    sw = ww.sum(axis=1)
-    n = (ww > 0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = (ww * event).sum(axis=1) / sw
-        n_eff = sw**2 / (ww**2).sum(axis=1)
-    lo = np.full(p.shape, np.nan)
-    hi = np.full(p.shape, np.nan)
-    good = n > 0
-    if good.any():
-        lo[good], hi[good] = proportion_interval(p[good] * n_eff[good], n_eff[good], conf=conf)
-    return {"n": n, "estimate": p, "ci_low": lo, "ci_high": hi, "n_eff": n_eff}
-
-
-def _weighted_percentiles(
-    x: np.ndarray, w: np.ndarray, mask: np.ndarray, probs: Sequence[float]
-) -> np.ndarray:
-    """Weighted quantiles (inverse of the weighted ECDF) of every row of ``x`` over ``mask``.
-
-    Returns an array ``(rows, len(probs))``; NaN for rows without valid values.
-    """
-    x, w, mask = np.broadcast_arrays(np.atleast_2d(x), np.atleast_2d(w), np.atleast_2d(mask))
-    valid = mask & np.isfinite(x) & (w > 0)
-    order = np.argsort(np.where(valid, x, np.inf), axis=1, kind="stable")
-    xs = np.take_along_axis(np.where(valid, x, np.inf), order, axis=1)
-    ws = np.take_along_axis(np.where(valid, w, 0.0), order, axis=1)
-    cw = np.cumsum(ws, axis=1)
-    total = cw[:, -1:]
-    out = np.full((x.shape[0], len(probs)), np.nan)
-    has = total[:, 0] > 0
-    for j, p in enumerate(probs):
-        idx = (cw < p * total).sum(axis=1)  # first index whose cumulative weight reaches p
-        idx = np.minimum(idx, x.shape[1] - 1)
-        out[has, j] = xs[has, idx[has]]
-    return out
 
 
 def _endpoints(outcomes: xr.Dataset, endpoints: Sequence[str] | None) -> list[str]:
@@ -193,8 +121,8 @@ def results_by_arm(
     frames = []
     for name in eps:
         x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
-        r = _mean_ci(x, w, ok, conf)
-        q = _weighted_percentiles(x, w, ok, (0.025, 0.5, 0.975))
+        r = mean_ci(x, w, ok, conf)
+        q = weighted_percentiles(x, w, ok, (0.025, 0.5, 0.975))
         frames.append(
             pd.DataFrame(
                 {
@@ -216,7 +144,7 @@ def results_by_arm(
         cls = outcomes["ppm_class"].transpose("arm", "patient").values
         valid = ok & (cls >= 0)
         for code, label in PPM_CLASSES:
-            r = _prop_ci((cls == code).astype(float), w, valid, conf)
+            r = proportion_ci((cls == code).astype(float), w, valid, conf)
             frames.append(
                 pd.DataFrame(
                     {
@@ -291,7 +219,7 @@ def arm_differences(
         both = ok[i] & ok[i_ref]
         for name in eps:
             x = values[name]
-            r = _mean_ci(x[i] - x[i_ref], w, both, conf)
+            r = mean_ci(x[i] - x[i_ref], w, both, conf)
             rows.append(
                 {
                     "comparison": f"{arm} − {reference}",
@@ -304,7 +232,7 @@ def arm_differences(
             cls = cls_all
             valid = both & (cls[i] >= 0) & (cls[i_ref] >= 0)
             d = (cls[i] == 2).astype(float) - (cls[i_ref] == 2).astype(float)
-            r = _mean_ci(d, w, valid, conf)
+            r = mean_ci(d, w, valid, conf)
             rows.append(
                 {
                     "comparison": f"{arm} − {reference}",
@@ -402,7 +330,7 @@ def subgroup_table(
             mask = in_level & ok[i]
             base = {"subgroup": name, "level": present, "arm": arm}
             for ep in eps:
-                r = _mean_ci(values[ep][i], w, mask, conf)
+                r = mean_ci(values[ep][i], w, mask, conf)
                 frames.append(
                     pd.DataFrame(
                         {
@@ -414,7 +342,7 @@ def subgroup_table(
                     )
                 )
             if cls is not None:
-                r = _prop_ci((cls[i] == 2).astype(float), w, mask & (cls[i] >= 0), conf)
+                r = proportion_ci((cls[i] == 2).astype(float), w, mask & (cls[i] >= 0), conf)
                 frames.append(
                     pd.DataFrame(
                         {
@@ -575,6 +503,7 @@ def collect_evidence(
     uq: xr.Dataset | None = None,
     stage_chain: Sequence[Mapping[str, Any]] | None = None,
     reproducibility: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
     quantities_of_interest: Sequence[str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -590,7 +519,9 @@ def collect_evidence(
     ``provenance.stage_chain_mismatches`` (number of broken links of the stage chain; the
     links themselves under ``provenance.stage_chain``), ``reproducibility.*`` (the re-run
     evidence given: ``resimulation_match``, ``patients_checked``, ``n_differences``, …, and
-    the rows ``reproducibility.differences``). ``extra`` is merged last (nested dicts are
+    the rows ``reproducibility.differences``), ``calibration.*`` (the calibrate stage's
+    summary: ``leave_one_study_out.rms_z``, ``model_forms.model_to_best_rms_z_ratio``,
+    ``effective_sample_size``, the fit counts). ``extra`` is merged last (nested dicts are
     merged key by key).
 
     Parameters
@@ -601,6 +532,8 @@ def collect_evidence(
         ``isct.provenance.ChainMismatch.to_dict()``); empty when every link holds.
     reproducibility : mapping, optional
         Evidence of the independent re-run; must hold ``resimulation_match`` (bool).
+    calibration : mapping, optional
+        ``calibration.json`` of the calibrate stage (``enabled`` false: no evidence).
 
     Returns
     -------
@@ -614,6 +547,18 @@ def collect_evidence(
         If ``reproducibility`` has no ``resimulation_match``.
     """
     ev: dict[str, Any] = {}
+    if calibration is not None and calibration.get("enabled"):
+        forms = calibration.get("model_forms", {})
+        ev["calibration"] = {
+            "leave_one_study_out": dict(calibration.get("leave_one_study_out", {})),
+            "model_forms": {
+                "model_to_best_rms_z_ratio": forms.get("model_to_best_rms_z_ratio"),
+                "best": forms.get("best"),
+            },
+            "effective_sample_size": calibration.get("effective_sample_size"),
+            "fit_consistent": calibration.get("fit", {}).get("consistent"),
+            "fit_rows": calibration.get("fit", {}).get("rows"),
+        }
     if verification is not None:
         ev["verification"] = {
             k: v for k, v in verification.items() if not isinstance(v, pd.DataFrame | Mapping)
@@ -905,6 +850,8 @@ def build_context(
     manifest: Mapping[str, Any] | None = None,
     figures: Mapping[str, str | Path] | None = None,
     endpoints: Sequence[str] | None = None,
+    answer: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
     conf: float = 0.95,
 ) -> dict[str, Any]:
     """Compute every table and figure of the report; missing pieces become explicit notes.
@@ -948,6 +895,12 @@ def build_context(
         ``result*``; others in an appendix).
     endpoints : sequence of str, optional
         Float endpoints for the results tables.
+    answer : mapping, optional
+        The answer up front (:func:`credibility.answer.answer_tables`): ``question`` (the
+        config's ``report.question``), ``by_arm``, ``paired`` (DataFrames) and ``figure``
+        (PNG path or None).
+    calibration : mapping, optional
+        The calibrate stage's ``summary`` (calibration.json), ``fit`` and ``loso`` tables.
     conf : float, default 0.95
         Confidence level of all intervals.
 
@@ -1050,6 +1003,16 @@ def build_context(
             "assumptions": _as_text_list(model_card.get("assumptions")),
             "limitations": _as_text_list(model_card.get("limitations")),
             "references": _as_text_list(model_card.get("references")),
+            "post_validation_changes": _table(
+                pd.DataFrame(model_card.get("post_validation_changes") or [])
+            ),
+            "calibration_parameters": _table(
+                pd.DataFrame.from_dict(model_card["calibration_parameters"], orient="index")
+                .rename_axis("parameter")
+                .reset_index()
+                if model_card.get("calibration_parameters")
+                else None
+            ),
         }
 
     # --- verification
@@ -1071,12 +1034,51 @@ def build_context(
                     _fig.fig_to_data_uri(_fig.gci_bars(v, goal_pct=goal)),
                 )
 
+    # --- the answer up front
+    if answer is not None and answer.get("by_arm") is not None and len(answer["by_arm"]):
+        question = answer["question"]
+        ctx["answer"] = {
+            "subgroup": question["subgroup"],
+            "by_arm": _table(
+                _by_arm_wide(answer["by_arm"], ["endpoint", "unit"]), table_id="answer-by-arm"
+            ),
+            "paired": _table(answer["paired"], table_id="answer-paired"),
+            "sources": [p for p in question.get("proportions", []) if p.get("source")],
+        }
+        if answer.get("figure") is not None and Path(answer["figure"]).is_file():
+            ctx["answer"]["figure"] = _fig.png_to_data_uri(answer["figure"])
+
+    # --- calibration (fitted data, kept apart from validation)
+    if calibration is not None and calibration.get("summary", {}).get("enabled"):
+        summary = calibration["summary"]
+        params = pd.DataFrame.from_dict(summary["parameters"], orient="index")
+        params.index.name = "parameter"
+        forms = pd.DataFrame.from_dict(summary["model_forms"]["forms"], orient="index")
+        forms.index.name = "model form"
+        fit = calibration.get("fit")
+        fit_cols = ["id", "study", "quantity", "statistic", "arm", "observed", "predicted",
+                    "predicted_low", "predicted_high", "emulated", "E", "u_val", "verdict"]  # fmt: skip
+        ctx["calibration"] = {
+            "method": summary["method"],
+            "comparators": summary["comparators"],
+            "parameters": _table(params.reset_index(), table_id="calibration-parameters"),
+            "fit": _table(fit[[c for c in fit_cols if c in fit]] if fit is not None else None),
+            "loso": _table(calibration.get("loso")),
+            "loso_summary": _kv_table(summary["leave_one_study_out"]),
+            "forms": _table(forms.drop(columns=["settings"]).reset_index()),
+            "best_form": summary["model_forms"]["best"],
+            "patients": summary["patients"],
+            "design_points": summary["design_points"],
+            "ess": summary["effective_sample_size"],
+        }
+
     # --- validation and applicability
     if validation is not None and len(validation):
         cols = [
-            "id", "quantity", "statistic", "arm", "size_mm", "timepoint", "unit", "observed",
-            "observed_low", "observed_high", "predicted", "predicted_low", "predicted_high",
-            "n_virtual", "E", "u_val", "verdict", "area_metric",
+            "id", "study", "quantity", "statistic", "arm", "size_mm", "where", "timepoint_days",
+            "unit", "observed", "observed_low", "observed_high", "predicted", "predicted_low",
+            "predicted_high", "n_virtual", "E", "u_val", "verdict", "observed_sd",
+            "predicted_sd", "sd_verdict", "area_metric",
         ]  # fmt: skip
         shown = validation[[c for c in cols if c in validation]]
         ctx["validation"] = {
@@ -1099,6 +1101,11 @@ def build_context(
             "Virtual trial vs clinical comparators",
             _fig.fig_to_data_uri(_fig.validation_forest(validation)),
         )
+        excluded = validation[validation["verdict"] == "excluded"]
+        if len(excluded):
+            ctx["validation"]["excluded"] = _table(
+                excluded[["id", "study", "timepoint_days", "note"]], table_id="validation-excluded"
+            )
         no_ud = int((validation["u_D"] == 0).sum())
         if no_ud:
             notes.append(

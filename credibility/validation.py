@@ -30,6 +30,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from .comparators import POOLED_ARM, event_of, rows_with_role, select, where_variables
+from .errors import ValidationError
+from .statistics import kish_n, proportion_interval
 
 __all__ = [
     "ComparisonError",
@@ -48,10 +50,6 @@ __all__ = [
     "validate",
     "validation_summary",
 ]
-
-
-class ValidationError(ValueError):
-    """Invalid input to a validation calculation (shapes, arms, quantities, intervals)."""
 
 
 @dataclass(frozen=True)
@@ -258,60 +256,6 @@ def area_metric(
     return float(total)
 
 
-# ------------------------------------------------------------------- proportion interval
-
-
-def proportion_interval(
-    k: ArrayLike, n: ArrayLike, *, conf: float = 0.95
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Clopper–Pearson exact two-sided confidence interval of a binomial proportion.
-
-    ``lower = B^-1(alpha/2; k, n - k + 1)``, ``upper = B^-1(1 - alpha/2; k + 1, n - k)``
-    with ``B^-1`` the beta quantile function, ``alpha = 1 - conf``; ``lower = 0`` when
-    ``k = 0`` and ``upper = 1`` when ``k = n`` (Clopper & Pearson 1934). Non-integer ``k``,
-    ``n`` (Kish effective counts of weighted data) are accepted.
-
-    Parameters
-    ----------
-    k : array_like
-        Number of events, ``0 <= k <= n``.
-    n : array_like
-        Number of trials, ``n > 0``.
-    conf : float, default 0.95
-        Confidence level in (0, 1).
-
-    Returns
-    -------
-    (ndarray, ndarray)
-        Lower and upper bounds (fractions).
-
-    Raises
-    ------
-    ValidationError
-        If ``conf`` is outside (0, 1), ``n <= 0`` or ``k`` outside ``[0, n]``.
-
-    Examples
-    --------
-    >>> lo, hi = proportion_interval(0, 10)
-    >>> float(lo), round(float(hi), 4)
-    (0.0, 0.3085)
-    """
-    if not 0.0 < conf < 1.0:
-        raise ValidationError(f"conf must be in (0, 1); got {conf!r}")
-    k_arr, n_arr = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(n, dtype=float))
-    if np.any(~(n_arr > 0)):
-        raise ValidationError(f"n must be > 0; got {n!r}")
-    if np.any((k_arr < 0) | (k_arr > n_arr) | ~np.isfinite(k_arr)):
-        raise ValidationError(f"k must satisfy 0 <= k <= n; got k={k!r}, n={n!r}")
-    alpha = 1.0 - conf
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lower = stats.beta.ppf(alpha / 2.0, k_arr, n_arr - k_arr + 1.0)
-        upper = stats.beta.ppf(1.0 - alpha / 2.0, k_arr + 1.0, n_arr - k_arr)
-    lower = np.where(k_arr <= 0, 0.0, lower)
-    upper = np.where(k_arr >= n_arr, 1.0, upper)
-    return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
-
-
 # ----------------------------------------------------------------------------- validate
 
 
@@ -341,13 +285,6 @@ def patient_weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarr
             f"cohort sampling_weight has shape {w.shape}; outcomes have {n} patients"
         )
     return w
-
-
-def kish_n(w: ArrayLike) -> float:
-    """Kish's effective sample size ``(Σw)² / Σw²`` of weighted data (Kish 1965)."""
-    w = np.asarray(w, dtype=float)
-    s = w.sum()
-    return float(s * s / np.sum(w * w)) if s > 0 else 0.0
 
 
 def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: ArrayLike) -> np.ndarray:

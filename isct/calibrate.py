@@ -188,7 +188,7 @@ def run_calibrate(
     seed = int(config["trial"]["seed"])
     X = design(problem, ccfg["design_points"], seed=seed)
     subset = _subset(cohort, ccfg["patients"])
-    arms = arms_of(config)
+    arms = ccfg["arms"] or arms_of(config)
     arm_names = [a["name"] for a in arms]
     settings = dict(config["model"]["settings"])
     needed = _needed_outputs(model, rows)

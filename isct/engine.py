@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -80,17 +81,20 @@ def expand_arms(
     if sweep and sweep.get("grid"):
         grid = dict(sweep["grid"])
         keys = list(grid)
-        mesh = np.array(
-            np.meshgrid(*[np.asarray(grid[k], dtype=float) for k in keys], indexing="ij")
-        )
-        points = mesh.reshape(len(keys), -1).T
+
+        def value(v: Any) -> Any:
+            return v if isinstance(v, str) else float(v)
+
+        def text(v: Any) -> str:
+            return v if isinstance(v, str) else f"{v:g}"
+
         swept = []
         for arm in base:
-            for point in points:
-                tag = ",".join(f"{k}={v:g}" for k, v in zip(keys, point, strict=True))
+            for point in itertools.product(*(grid[k] for k in keys)):
+                tag = ",".join(f"{k}={text(value(v))}" for k, v in zip(keys, point, strict=True))
                 device = {
                     **arm["device"],
-                    **{k: float(v) for k, v in zip(keys, point, strict=True)},
+                    **{k: value(v) for k, v in zip(keys, point, strict=True)},
                 }
                 swept.append(
                     {

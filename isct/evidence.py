@@ -328,6 +328,9 @@ def run_report(
         "applicability": ev_dir / "applicability.csv",
         "gci": ev_dir / "gci.csv",
         "cohort_check": res / "cohort_check.csv",
+        "calibration": res / "calibration" / "calibration.json",
+        "calibration_fit": res / "calibration" / "calibration_fit.csv",
+        "calibration_loso": res / "calibration" / "calibration_loso.csv",
         "cohort": res / "cohort.zarr",
         "outcomes": res / "outcomes.zarr",
         "uq": res / "uq.zarr",
@@ -345,6 +348,8 @@ def run_report(
     hashed = {res.resolve() / e["path"]: e for e in reads.values()}
 
     stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
+    calibration_file = res / "calibration" / "calibration.json"
+    calibration = json.loads(calibration_file.read_text()) if calibration_file.is_file() else None
     cohort = _open(res / "cohort.zarr")
     outcomes = _open(res / "outcomes.zarr")
     uq = _open(res / "uq.zarr")
@@ -389,6 +394,7 @@ def run_report(
         uq=uq,
         stage_chain=[m.to_dict() for m in chain],
         reproducibility=rerun,
+        calibration=calibration,
         quantities_of_interest=config["endpoints"],
     )
     plan = load_plan(plan_path) if plan_path is not None else None
@@ -413,7 +419,30 @@ def run_report(
         "arms": [a["name"] for a in arms_of(config)],
         "model": f"{model.name} {model.version}",
     }
+    answer = None
+    question = config["report"].get("question")
+    if question and outcomes is not None and cohort is not None:
+        from credibility.answer import answer_tables, plot_answer
+
+        by_arm, paired = answer_tables(outcomes, cohort, question)
+        figure = plot_answer(outcomes, cohort, question, res / "figures" / "answer.png")
+        answer = {"question": question, "by_arm": by_arm, "paired": paired, "figure": figure}
+        by_arm.to_csv(ev_dir / "answer_by_arm.csv", index=False)
+        paired.to_csv(ev_dir / "answer_paired.csv", index=False)
+        written["answer_by_arm"] = ev_dir / "answer_by_arm.csv"
+        written["answer_paired"] = ev_dir / "answer_paired.csv"
+        if figure is not None:
+            written["answer_figure"] = figure
+    calibration_context = None
+    if calibration is not None:
+        calibration_context = {
+            "summary": calibration,
+            "fit": _read_csv(res / "calibration" / "calibration_fit.csv"),
+            "loso": _read_csv(res / "calibration" / "calibration_loso.csv"),
+        }
     context = build_context(
+        answer=answer,
+        calibration=calibration_context,
         trial=trial,
         cohort=cohort,
         outcomes=outcomes,

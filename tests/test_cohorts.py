@@ -25,6 +25,8 @@ TAVR_NAMES = [
     "bmi_kg_m2",
     "annulus_area_mm2",
     "annulus_perimeter_mm",
+    "annulus_eccentricity",
+    "av_calcium_agatston",
     "lvef_pct",
     "heart_rate_bpm",
     "svi_ml_m2",

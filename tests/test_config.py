@@ -140,7 +140,8 @@ def test_bad_population_spec_stops_the_run_before_any_work(tmp_path):
 def test_bad_comparator_file_stops_the_run(tmp_path):
     comparators = tmp_path / "comparators.csv"
     comparators.write_text(
-        "id,quantity,statistic,arm,value,unit,citation\nx,eoa_cm2,average,pooled,2,cm2,c\n"
+        "id,study,role,quantity,statistic,arm,value,unit,timepoint_days,citation\n"
+        "x,S,validation,eoa_cm2,average,pooled,2,cm2,30,c\n"
     )
     config = default_config()
     config["credibility"]["comparators"] = str(comparators)

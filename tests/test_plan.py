@@ -33,9 +33,14 @@ GOOD = {
     "reproducibility": {"resimulation_match": True},
     "model_card": {"n_assumptions": 7},
     "uq": {"n_uncertain_inputs": 5},
+    "calibration": {
+        "model_forms": {"model_to_best_rms_z_ratio": 1.0},
+        "leave_one_study_out": {"rms_z": 0.9},
+    },
     "validation": {
         "n_comparators": 22,
-        "n_strata": 10,
+        "n_patients": 12000.0,
+        "n_strata": 14,
         "fraction_consistent": 0.9,
         "qoi_coverage": 1.0,
     },
@@ -106,7 +111,7 @@ def test_changing_goal_threshold_changes_status(plan_dict):
 
 def test_missing_nan_and_boolean_evidence(plan):
     ev = copy.deepcopy(GOOD)
-    del ev["uq"]
+    del ev["calibration"]["leave_one_study_out"]
     ev["applicability"]["max_abs_smd"] = np.nan
     ev["reproducibility"]["resimulation_match"] = np.bool_(False)
     t = assess(plan, ev).set_index("factor")

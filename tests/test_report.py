@@ -17,6 +17,7 @@ from scipy import ndimage, stats
 from test_plan import GOOD
 from test_validation import synthetic_trial
 
+from credibility.comparators import load_comparators, load_populations
 from credibility.figures import STATUS_COLOURS
 from credibility.plan import assess, load_plan
 from credibility.report import (
@@ -32,13 +33,7 @@ from credibility.report import (
     results_by_arm,
     subgroup_table,
 )
-from credibility.validation import (
-    applicability,
-    load_comparators,
-    load_populations,
-    proportion_interval,
-    validate,
-)
+from credibility.validation import applicability, proportion_interval, validate
 from credibility.verification import gci
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +42,7 @@ SECTIONS = (
     "summary", "qoi", "model", "verification", "validation", "uq-sa", "results", "subgroups",
     "failures", "assessment", "limitations", "provenance",
 )  # fmt: skip
-QOI = ["mean_gradient_mmhg", "eoa_gorlin_cm2", "ppm_class"]
+QOI = ["mean_gradient_mmhg", "eoa_cm2", "ppm_class"]
 CARD = {
     "name": "tavr_lumped",
     "version": "0.1",
@@ -167,7 +162,11 @@ def test_collect_evidence_feeds_the_plan(trial, pieces):
     )  # fmt: skip
     assert ev["verification"]["gci_max_pct"] == pytest.approx(2.175, abs=1e-3)
     assert "gci" not in ev["verification"]  # tables stay out of the evidence
-    assert ev["validation"]["n_comparators"] == 22 and ev["validation"]["qoi_coverage"] == 1.0
+    n_validation = (
+        load_comparators(REPO / "credibility/comparators/tavr.csv")["role"] == "validation"
+    ).sum()
+    assert ev["validation"]["n_comparators"] == n_validation
+    assert ev["validation"]["qoi_coverage"] == 1.0
     assert ev["model_card"]["n_assumptions"] == 3
     assert ev["simulation"]["solver_failure_fraction"] == pytest.approx(3 / 600)
     assert ev["code_verification"]["order_error_abs"] == 0.03
@@ -309,7 +308,7 @@ def test_goal_table_follows_evidence_and_thresholds(tmp_path):
     assert "none: every credibility goal of the plan is met" in html
     ev["verification"]["gci_max_pct"] = 7.0  # partial band
     ev["validation"]["fraction_consistent"] = 0.2  # below partial band
-    del ev["uq"]
+    del ev["calibration"]["leave_one_study_out"]
     html = render_report(
         tmp_path / "b.html", context=build_context(trial={"name": "t"}, plan=plan, evidence=ev)
     ).read_text()
@@ -330,12 +329,13 @@ def test_comparator_figure_changes_goal_table(trial, tmp_path):
     plan = load_plan(PLAN)
     se = outcomes.sel(arm="self_expanding")
     g = se["mean_gradient_mmhg"].values[se["status"].values == 0].mean()
-    head = "id,quantity,statistic,arm,value,sd,n,unit,citation\n"
+    head = "id,study,role,quantity,statistic,arm,value,sd,n,unit,timepoint_days,citation\n"
     statuses = []
     for value in (g, g + 6.0):
         path = tmp_path / f"c{value:.3f}.csv"
         path.write_text(
-            head + f"x,mean_gradient_mmhg,mean,self_expanding,{value:.4f},4,50,mmHg,c\n"
+            head
+            + f"x,S,validation,mean_gradient_mmhg,mean,self_expanding,{value:.4f},4,50,mmHg,30,c\n"
         )
         val = validate(outcomes, load_comparators(path), cohort)
         ev = collect_evidence(validation=val)
@@ -510,6 +510,10 @@ def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces)
         stage_chain=[], reproducibility={"resimulation_match": True},
         quantities_of_interest=QOI,
         code_verification={"order_error_abs": 0.02},
+        calibration={
+            "enabled": True, "leave_one_study_out": {"rms_z": 0.9},
+            "model_forms": {"model_to_best_rms_z_ratio": 1.0, "best": "model"},
+        },
     )  # fmt: skip
     table = assess(load_plan(PLAN), ev)
     assert not (table["status"] == "missing").any(), table[["factor", "evidence", "status"]]

@@ -6,19 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from scipy import stats
 
-from credibility.validation import (
+from credibility.comparators import (
     ComparatorError,
+    load_comparators,
+    load_populations,
+    parse_where,
+    rows_with_role,
+)
+from credibility.validation import (
     ValidationError,
     applicability,
     applicability_summary,
     area_metric,
     comparison_error,
-    load_comparators,
-    load_populations,
     proportion_interval,
     validate,
     validation_summary,
@@ -52,6 +57,11 @@ def synthetic_trial(n: int = 400, seed: int = 1) -> tuple[xr.Dataset, xr.Dataset
             "bmi_kg_m2": ("patient", rng.normal(27, 5, n), {"units": "kg m-2"}),
             "bsa_m2": ("patient", bsa, {"units": "m2"}),
             "annulus_area_mm2": ("patient", area, {"units": "mm2"}),
+            "annulus_perimeter_mm": (
+                "patient",
+                1.01 * 2 * np.sqrt(np.pi * np.clip(area, 100, None)),
+                {"units": "mm"},
+            ),
             "sampling_weight": ("patient", np.ones(n), {"units": "1"}),
         },
         coords={"patient": np.arange(n, dtype=np.int64)},
@@ -60,21 +70,21 @@ def synthetic_trial(n: int = 400, seed: int = 1) -> tuple[xr.Dataset, xr.Dataset
     size_mm = np.stack([np.array([20, 23, 26, 29])[size[0]], np.array([23, 26, 29, 34])[size[1]]])
     eoa = np.stack([0.0036 * area, 0.0042 * area]) * rng.lognormal(0, 0.1, (2, n))
     grad = 22.0 / eoa**1.2
-    gorlin = eoa * rng.lognormal(0, 0.02, (2, n))  # the model's Gorlin EOA, near the device EOA
+    net = 0.35 * grad
     eoai = eoa / bsa
     ppm = np.where(eoai <= 0.65, 2, np.where(eoai <= 0.85, 1, 0)).astype(np.int8)
     status = np.zeros((2, n), dtype=np.int8)
     status[0, :3] = 2
     status[1, 5] = 1
     bad = status != 0
-    eoa[bad] = grad[bad] = eoai[bad] = gorlin[bad] = np.nan
+    eoa[bad] = grad[bad] = eoai[bad] = net[bad] = np.nan
     ppm[bad] = -1
     dims = ("arm", "patient")
     outcomes = xr.Dataset(
         {
             "mean_gradient_mmhg": (dims, grad, {"units": "mmHg"}),
+            "net_mean_gradient_mmhg": (dims, net, {"units": "mmHg"}),
             "eoa_cm2": (dims, eoa, {"units": "cm^2"}),
-            "eoa_gorlin_cm2": (dims, gorlin, {"units": "cm^2"}),
             "eoai_cm2_m2": (dims, eoai, {"units": "cm^2/m^2"}),
             "valve_size_mm": (dims, size_mm.astype(float), {"units": "mm"}),
             "ppm_class": (
@@ -171,14 +181,23 @@ def test_clopper_pearson_known_values():
 # ------------------------------------------------------------------------------ comparators
 
 
-def test_tavr_comparators_load_with_citations():
+def test_tavr_comparators_load_with_roles_time_points_and_citations():
     df = load_comparators(TAVR_CSV)
     assert df["citation"].str.len().min() > 10
-    row = df.set_index("id").loc["partner3_severe_ppm_30d"]
-    assert row["value"] == pytest.approx(0.046) and row["unit"] == "fraction"
-    assert df.set_index("id").loc["evolut_lr_mean_gradient_1y", "value"] == 8.6
-    assert df.set_index("id").loc["bern_moderate_ppm", "value"] == pytest.approx(0.27)
-    assert len(df[df["size_mm"].notna()]) == 16
+    assert set(df["role"]) == {"calibration", "validation"}
+    assert df["timepoint_days"].notna().all()
+    # every study gives its n but the guideline's pooled reference values
+    assert set(df.loc[df["n"].isna(), "study"]) == {"ASE 2024 reference values"}
+    t = df.set_index("id")
+    assert t.loc["partner3_ppm_severe_30d", "value"] == pytest.approx(0.046)
+    assert t.loc["partner3_ppm_severe_30d", "unit"] == "fraction"
+    assert t.loc["smart_ppm_modsev_be_30d", "category"] == "1|2"
+    assert t.loc["smart_hg_be_1y", "threshold"] == ">=20"
+    assert t.loc["bern_ppm_moderate", "role"] == "calibration"
+    # the per-size reference rows are validation rows: the model never fits them
+    per_size = df[df["study"] == "ASE 2024 reference values"]
+    assert len(per_size) == 16 and (per_size["role"] == "validation").all()
+    assert len(rows_with_role(df, "calibration")) == 8
 
 
 def _write(tmp_path, text):
@@ -187,14 +206,14 @@ def _write(tmp_path, text):
     return p
 
 
-HEADER = "id,quantity,statistic,category,arm,value,unit,citation\n"
+HEADER = "id,study,role,quantity,statistic,category,arm,value,unit,timepoint_days,citation\n"
 
 
 def test_comparator_without_citation_names_file_and_row(tmp_path):
     p = _write(
         tmp_path,
-        "# comment\n" + HEADER + "a,eoa_cm2,mean,,self_expanding,2.3,cm2,Some trial\n"
-        "b,eoa_cm2,mean,,self_expanding,2.1,cm2,\n",
+        "# comment\n" + HEADER + "a,S,validation,eoa_cm2,mean,,self_expanding,2.3,cm2,30,Trial\n"
+        "b,S,validation,eoa_cm2,mean,,self_expanding,2.1,cm2,30,\n",
     )
     with pytest.raises(ComparatorError, match=r"c\.csv: row 4 \(id=b\): column 'citation'"):
         load_comparators(p)
@@ -203,10 +222,19 @@ def test_comparator_without_citation_names_file_and_row(tmp_path):
 @pytest.mark.parametrize(
     ("line", "match"),
     [
-        ("a,eoa_cm2,average,,x,2.3,cm2,cit", "allowed: \\['mean', 'median', 'proportion'\\]"),
-        ("a,eoa_cm2,mean,,x,two,cm2,cit", "column 'value' is 'two', not a number"),
-        ("a,ppm_class,proportion,,x,4.6,%,cit", "column 'category' is empty"),
-        ("a,ppm_class,proportion,2,x,4.6,percent,cit", "allowed: \\['%', 'fraction'\\]"),
+        ("a,S,validation,eoa_cm2,average,,x,2.3,cm2,30,cit", r"allowed: \['mean', 'median', 'sd'"),
+        ("a,S,validation,eoa_cm2,mean,,x,two,cm2,30,cit", "column 'value' is 'two', not a number"),
+        ("a,S,validation,ppm_class,proportion,,x,4.6,%,30,cit", "'category' is empty and so is"),
+        (
+            "a,S,validation,ppm_class,proportion,2,x,4.6,percent,30,cit",
+            r"allowed: \['%', 'fraction'\]",
+        ),
+        (
+            "a,S,training,eoa_cm2,mean,,x,2.3,cm2,30,cit",
+            r"'role' is 'training'; allowed: \['calibration'",
+        ),
+        ("a,S,validation,eoa_cm2,mean,,x,2.3,cm2,,cit", "column 'timepoint_days' is empty"),
+        ("a,S,validation,ppm_class,proportion,two,x,4.6,%,30,cit", "integer codes separated by"),
     ],
 )
 def test_comparator_errors(tmp_path, line, match):
@@ -214,9 +242,24 @@ def test_comparator_errors(tmp_path, line, match):
         load_comparators(_write(tmp_path, HEADER + line + "\n"))
 
 
-def test_comparator_missing_column(tmp_path):
+def test_comparator_missing_column_and_bad_where(tmp_path):
     with pytest.raises(ComparatorError, match="missing required column"):
         load_comparators(_write(tmp_path, "id,quantity\na,b\n"))
+    head = HEADER.replace("citation", "where,citation")
+    with pytest.raises(ComparatorError, match="column 'where'.*'area ~ 3'"):
+        load_comparators(
+            _write(tmp_path, head + "a,S,validation,eoa_cm2,mean,,x,2.3,cm2,30,area ~ 3,cit\n")
+        )
+
+
+def test_where_selections_parse_and_combine():
+    assert parse_where("") == []
+    assert parse_where("a<=1 & b==0 | c>2") == [
+        [("a", "<=", 1.0), ("b", "==", 0.0)],
+        [("c", ">", 2.0)],
+    ]
+    with pytest.raises(ValueError, match="is not"):
+        parse_where("a in 3")
 
 
 # ------------------------------------------------------------------------------- validate
@@ -226,46 +269,89 @@ def test_validate_known_answer_against_direct_computation(trial):
     cohort, outcomes = trial
     comps = load_comparators(TAVR_CSV)
     table = validate(outcomes, comps, cohort)
-    assert len(table) == len(comps)
+    assert len(table) == (comps["role"] == "validation").sum()
     t = table.set_index("id")
     # mean gradient, self-expanding arm, over status == 0 only
     se = outcomes.sel(arm="self_expanding")
     g = se["mean_gradient_mmhg"].values[se["status"].values == 0]
-    assert t.loc["evolut_lr_mean_gradient_1y", "predicted"] == pytest.approx(g.mean())
-    assert t.loc["evolut_lr_mean_gradient_1y", "n_virtual"] == g.size == 399
+    assert t.loc["evolut_lr_mg_1y", "predicted"] == pytest.approx(g.mean())
+    assert t.loc["evolut_lr_mg_1y", "n_virtual"] == g.size == 399
     half = stats.t.ppf(0.975, g.size - 1) * g.std(ddof=1) / np.sqrt(g.size)
-    assert t.loc["evolut_lr_mean_gradient_1y", "predicted_high"] == pytest.approx(g.mean() + half)
-    assert t.loc["evolut_lr_mean_gradient_1y", "E"] == pytest.approx(g.mean() - 8.6)
+    assert t.loc["evolut_lr_mg_1y", "predicted_high"] == pytest.approx(g.mean() + half)
+    assert t.loc["evolut_lr_mg_1y", "E"] == pytest.approx(g.mean() - 8.6)
     # severe PPM, balloon-expandable: proportion with exact interval
     be = outcomes.sel(arm="balloon_expandable")
     ppm = be["ppm_class"].values[be["status"].values == 0]
     k = int((ppm == 2).sum())
-    assert t.loc["partner3_severe_ppm_30d", "predicted"] == pytest.approx(k / ppm.size)
+    assert t.loc["partner3_ppm_severe_30d", "predicted"] == pytest.approx(k / ppm.size)
     lo, hi = proportion_interval(k, ppm.size)
-    assert t.loc["partner3_severe_ppm_30d", "predicted_low"] == pytest.approx(float(lo))
-    assert t.loc["partner3_severe_ppm_30d", "predicted_high"] == pytest.approx(float(hi))
+    assert t.loc["partner3_ppm_severe_30d", "predicted_low"] == pytest.approx(float(lo))
+    assert t.loc["partner3_ppm_severe_30d", "predicted_high"] == pytest.approx(float(hi))
     # pooled proportion uses both arms
     both = outcomes["ppm_class"].values[outcomes["status"].values == 0]
-    assert t.loc["bern_severe_ppm", "predicted"] == pytest.approx((both == 2).mean())
-    # by-size row restricted to the valve size
+    assert t.loc["tvt_ppm_severe", "predicted"] == pytest.approx((both == 2).mean())
+    # by-size row restricted to the valve size, with its spread compared
     sizes = be["valve_size_mm"].values
     m = (be["status"].values == 0) & (sizes == 26)
-    assert t.loc["ref_eoa_s3_26", "predicted"] == pytest.approx(
-        be["eoa_gorlin_cm2"].values[m].mean()
-    )
+    x = be["eoa_cm2"].values[m]
+    assert t.loc["ase_eoa_s3_26", "predicted"] == pytest.approx(x.mean())
+    assert t.loc["ase_eoa_s3_26", "predicted_sd"] == pytest.approx(x.std(ddof=1))
+    assert t.loc["ase_eoa_s3_26", "sd_verdict"] in ("consistent", "inconsistent")
+    # a where-selection (annulus band) and a threshold event
+    small = cohort["annulus_area_mm2"].values <= 430
+    m = (be["status"].values == 0) & small
+    hg = (be["mean_gradient_mmhg"].values[m] >= 20).mean()
+    assert t.loc["smart_hg_be_1y", "predicted"] == pytest.approx(hg)
+    # moderate or severe: two class codes
+    ms = np.isin(be["ppm_class"].values[m], [1, 2]).mean()
+    assert t.loc["smart_ppm_modsev_be_30d", "predicted"] == pytest.approx(ms)
     assert set(table["verdict"]) <= {"consistent", "inconsistent", "no prediction"}
     summary = validation_summary(table)
-    assert summary["n_comparators"] == len(comps)
+    assert summary["n_comparators"] == len(table)
     assert 0.0 <= summary["fraction_consistent"] <= 1.0
+
+
+def test_a_calibration_row_never_enters_validation(trial, tmp_path):
+    cohort, outcomes = trial
+    comps = load_comparators(TAVR_CSV)
+    calibration_ids = set(comps.loc[comps["role"] == "calibration", "id"])
+    table = validate(outcomes, comps, cohort)
+    assert calibration_ids and not calibration_ids & set(table["id"])
+    assert (table["role"] == "validation").all()
+    # the calibrate stage asks for its own rows explicitly
+    cal = validate(outcomes, comps, cohort, role="calibration")
+    assert set(cal["id"]) == calibration_ids
+    # and a table holding a calibration row is refused as validation evidence
+    with pytest.raises(ValidationError, match="calibration data never count as validation"):
+        validation_summary(pd.concat([table, cal]))
+
+
+def test_time_points_the_model_cannot_predict_are_excluded_with_the_reason(trial):
+    cohort, outcomes = trial
+    comps = load_comparators(TAVR_CSV)
+
+    def at(days):
+        return outcomes if days <= 400 else f"no prediction at {days:.0f} days"
+
+    table = validate(outcomes, comps, cohort, at_timepoint=at).set_index("id")
+    assert table.loc["partner3_mg_5y", "verdict"] == "excluded"
+    assert table.loc["partner3_mg_5y", "note"] == "no prediction at 1825 days"
+    assert table.loc["smart_women_mg_be_2y", "verdict"] == "excluded"
+    assert table.loc["partner3_mg_1y", "verdict"] != "excluded"
+    s = validation_summary(table.reset_index())
+    assert s["n_excluded"] == (table["verdict"] == "excluded").sum() > 0
+    assert s["n_comparators"] == len(table) - s["n_excluded"]
 
 
 def test_changing_a_comparator_figure_changes_the_verdict(trial, tmp_path):
     cohort, outcomes = trial
     se = outcomes.sel(arm="self_expanding")
     g = se["mean_gradient_mmhg"].values[se["status"].values == 0]
-    head = "id,quantity,statistic,arm,value,sd,n,unit,citation\n"
-    close = f"x,mean_gradient_mmhg,mean,self_expanding,{g.mean():.4f},3.0,100,mmHg,cit\n"
-    far = f"x,mean_gradient_mmhg,mean,self_expanding,{g.mean() + 5:.4f},3.0,100,mmHg,cit\n"
+    head = "id,study,role,quantity,statistic,arm,value,sd,n,unit,timepoint_days,citation\n"
+    close = (
+        f"x,S,validation,mean_gradient_mmhg,mean,self_expanding,{g.mean():.4f},3.0,100,mmHg,30,c\n"
+    )
+    far = f"x,S,validation,mean_gradient_mmhg,mean,self_expanding,{g.mean() + 5:.4f},3.0,100,mmHg,30,c\n"
     t1 = validate(outcomes, load_comparators(_write(tmp_path, head + close)), cohort)
     t2 = validate(outcomes, load_comparators(_write(tmp_path, head + far)), cohort)
     assert t1["verdict"].item() == "consistent"
@@ -283,6 +369,10 @@ def test_changing_a_comparator_figure_changes_the_verdict(trial, tmp_path):
         u_input={"mean_gradient_mmhg": 5.0},
     )
     assert t3["verdict"].item() == "consistent"
+    # a published spread far from the virtual one fails the distribution check
+    wide = close.replace(",3.0,100,", ",30.0,100,")
+    t4 = validate(outcomes, load_comparators(_write(tmp_path, head + wide)), cohort)
+    assert t4["sd_verdict"].item() == "inconsistent" and t1["predicted_sd"].item() > 0
 
 
 def test_sampling_weights_change_prediction(trial):
@@ -293,7 +383,7 @@ def test_sampling_weights_change_prediction(trial):
     t_w = validate(outcomes, comps, cohort.assign(sampling_weight=w)).set_index("id")
     se = outcomes.sel(arm="self_expanding")
     ok = se["status"].values == 0
-    expected = np.average(se["eoa_gorlin_cm2"].values[ok], weights=w.values[ok])
+    expected = np.average(se["eoa_cm2"].values[ok], weights=w.values[ok])
     assert t_w.loc["evolut_lr_eoa_1y", "predicted"] == pytest.approx(expected)
     assert t_w.loc["evolut_lr_eoa_1y", "predicted"] != t_eq.loc["evolut_lr_eoa_1y", "predicted"]
     assert t_w.loc["evolut_lr_eoa_1y", "n_effective"] < t_eq.loc["evolut_lr_eoa_1y", "n_effective"]
@@ -301,15 +391,28 @@ def test_sampling_weights_change_prediction(trial):
 
 def test_validate_errors_name_comparator_and_allowed_values(trial, tmp_path):
     cohort, outcomes = trial
-    bad_arm = load_comparators(_write(tmp_path, HEADER + "z,eoa_cm2,mean,,tavi,2.0,cm2,c\n"))
+    row = "z,S,validation,{q},mean,,{arm},2.0,{u},30,c\n"
+    bad_arm = load_comparators(
+        _write(tmp_path, HEADER + row.format(q="eoa_cm2", arm="tavi", u="cm2"))
+    )
     with pytest.raises(ValidationError, match=r"id=z.*'tavi'.*self_expanding.*pooled"):
         validate(outcomes, bad_arm)
-    bad_q = load_comparators(_write(tmp_path, HEADER + "z,eoa_mm2,mean,,pooled,2.0,cm2,c\n"))
+    bad_q = load_comparators(
+        _write(tmp_path, HEADER + row.format(q="eoa_mm2", arm="pooled", u="cm2"))
+    )
     with pytest.raises(ValidationError, match="eoa_mm2.*available"):
         validate(outcomes, bad_q)
-    bad_u = load_comparators(_write(tmp_path, HEADER + "z,eoa_cm2,mean,,pooled,2.0,mm2,c\n"))
+    bad_u = load_comparators(
+        _write(tmp_path, HEADER + row.format(q="eoa_cm2", arm="pooled", u="mm2"))
+    )
     with pytest.raises(ValidationError, match="unit 'mm2' differs"):
         validate(outcomes, bad_u)
+    head = HEADER.replace("citation", "where,citation")
+    bad_where = load_comparators(
+        _write(tmp_path, head + "z,S,validation,eoa_cm2,mean,,pooled,2.0,cm2,30,lvot_mm<3,c\n")
+    )
+    with pytest.raises(ValidationError, match="'lvot_mm'; available variables"):
+        validate(outcomes, bad_where, cohort)
 
 
 # ---------------------------------------------------------------------------- applicability
@@ -340,7 +443,7 @@ def test_applicability_binary_and_missing_variable(trial):
     t = applicability(cohort, {"sex": {"proportion": 0.5, "citation": "x"}})
     p = cohort["sex"].values.mean()
     assert t["smd"].item() == pytest.approx((p - 0.5) / np.sqrt((p * (1 - p) + 0.25) / 2))
-    with pytest.raises(ValidationError, match="annulus_perimeter_mm.*available"):
+    with pytest.raises(ValidationError, match="lvef_pct.*available"):
         applicability(cohort, load_populations(POP_CSV)["severe_as"])
 
 
@@ -358,20 +461,28 @@ def test_validation_and_applicability_summaries(trial):
     cohort, outcomes = trial
     table = validate(outcomes, load_comparators(TAVR_CSV), cohort)
     s = validation_summary(
-        table, ["mean_gradient_mmhg", "eoa_gorlin_cm2", "ppm_class", "stroke_volume_ml"]
+        table, ["mean_gradient_mmhg", "eoa_cm2", "ppm_class", "stroke_volume_ml"]
     )
-    # 8 (arm, size) strata from the size tables + 2 arm-level strata + pooled
-    assert s["n_strata"] == 11
+    strata = {
+        (a, sz if np.isfinite(sz) else -1.0, w if isinstance(w, str) else "")
+        for a, sz, w in zip(table["arm"], table["size_mm"], table["where"], strict=True)
+    }
+    assert s["n_strata"] == len(strata) > 10
     assert s["qoi_coverage"] == 0.75
-    assert s["fraction_consistent"] == pytest.approx((table["verdict"] == "consistent").mean())
-    assert s["fraction_with_u_D"] == 0.0  # the reference notes give no spreads
+    has = table["verdict"] != "no prediction"
+    assert s["fraction_consistent"] == pytest.approx(
+        (table.loc[has, "verdict"] == "consistent").mean()
+    )
+    assert 0 < s["fraction_with_u_D"] < 1
+    assert s["n_studies"] == table["study"].nunique()
+    assert s["n_patients"] == pytest.approx(table.groupby("study")["n"].max().sum())
     assert np.isnan(validation_summary(table)["qoi_coverage"])
     app = applicability(cohort, load_populations(POP_CSV)["severe_as"], on_missing="skip")
     a = applicability_summary(app)
     assessed = app[app["note"] == ""]
     assert a["max_abs_smd"] == pytest.approx(assessed["smd"].abs().max())
     assert a["min_fraction_within"] == pytest.approx(assessed["fraction_within"].min())
-    assert a["n_not_in_cohort"] == 5
+    assert a["n_not_in_cohort"] == 3  # lvef, svi, heart rate
 
 
 def test_docstring_examples_run():

@@ -129,11 +129,14 @@ def test_every_stage_wrote_its_outputs(tiny_run):
     assert uq["enabled"] and uq["model_evaluations"] > 0
     assert set(uq["outcomes"]) == {"ppm_moderate_or_severe", "ppm_severe"}
     sa = json.loads((results / "sa.json").read_text())
-    assert set(sa["parameters"]["names"]) == {"eoa_scale", "aorta_diameter_mm"}
+    # the calibrated parameters join the UQ/SA parameters with their posterior
+    calibrated = {"orifice_coefficient_balloon_expandable", "eoa_random_effect_sd"}
+    assert set(sa["parameters"]["names"]) == {"aorta_diameter_mm", *calibrated}
     assert sa["parameters"]["n_steps"] == [16, 32] and sa["parameters"]["converged"] == 0
     assert (results / "figures" / "sa_convergence.png").stat().st_size > 1000
     s1 = sa["parameters"]["indices"]["S1"]["mean_gradient_mmhg"]["balloon_expandable"]
-    assert s1["eoa_scale"] > s1["aorta_diameter_mm"]  # the valve area drives the gradient
+    # the calibrated orifice drives the gradient, not the ascending-aorta size
+    assert s1["orifice_coefficient_balloon_expandable"] > s1["aorta_diameter_mm"]
     evidence = json.loads((results / "evidence" / "evidence.json").read_text())
     assert evidence["verification"]["gci_max_pct"] < 5
     assert evidence["code_verification"]["order_error_abs"] < 0.2
@@ -446,3 +449,33 @@ def test_simulate_stage_starts_over_when_the_trial_changed(tmp_path, monkeypatch
     )
     assert list(second["arm"].values) == ["a", "b"]
     assert (second["status"].values >= 0).all()
+
+
+def test_calibration_is_fitted_to_calibration_rows_only_and_used_downstream(tiny_run):
+    results = tiny_run / "results" / "ci_tiny"
+    cal = json.loads((results / "calibration" / "calibration.json").read_text())
+    comparators = pd.read_csv(REPO_ROOT / "credibility" / "comparators" / "tavr.csv", comment="#")
+    calibration_ids = set(comparators.loc[comparators["role"] == "calibration", "id"])
+    assert cal["enabled"] and set(cal["comparators"]["rows"]) == calibration_ids
+    for name, p in cal["parameters"].items():
+        assert p["prior_low"] <= p["ci_low"] <= p["estimate"] <= p["ci_high"] <= p["prior_high"], (
+            name
+        )
+    fit = pd.read_csv(results / "calibration" / "calibration_fit.csv")
+    assert set(fit["id"]) == calibration_ids and (fit["role"] == "calibration").all()
+    assert len(pd.read_csv(results / "calibration" / "calibration_loso.csv")) == len(
+        calibration_ids
+    )
+    validation = pd.read_csv(results / "evidence" / "validation.csv")
+    assert not calibration_ids & set(validation["id"])
+    assert (validation.loc[validation["timepoint_days"] > 730, "verdict"] == "excluded").all()
+    # the simulate stage ran with the calibrated values
+    outcomes = xr.open_zarr(results / "outcomes.zarr", consolidated=False)
+    settings = json.loads(outcomes.attrs["settings_json"])
+    for name, value in cal["settings"].items():
+        assert settings[name] == pytest.approx(value)
+    # and the answer up front is in the report
+    paired = pd.read_csv(results / "evidence" / "answer_paired.csv")
+    assert set(paired["endpoint"]) == {"mean_gradient_mmhg", "moderate or severe PPM"}
+    html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    assert "The answer: small annulus" in html and "5.1 Calibration" in html
