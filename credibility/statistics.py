@@ -70,6 +70,9 @@ def proportion_interval(
     k_arr, n_arr = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(n, dtype=float))
     if np.any(~(n_arr > 0)):
         raise ValidationError(f"n must be > 0; got {n!r}")
+    # weighted counts p * n_eff may exceed n_eff by round-off
+    k_arr = np.where(np.abs(k_arr - n_arr) <= 1e-9 * n_arr, np.minimum(k_arr, n_arr), k_arr)
+    k_arr = np.where(np.abs(k_arr) <= 1e-9 * n_arr, np.maximum(k_arr, 0.0), k_arr)
     if np.any((k_arr < 0) | (k_arr > n_arr) | ~np.isfinite(k_arr)):
         raise ValidationError(f"k must satisfy 0 <= k <= n; got k={k!r}, n={n!r}")
     alpha = 1.0 - conf

@@ -449,3 +449,32 @@ def test_gradient_ordering_invariants(hr, svi, lvef, sbp, pulse, k, family) -> N
     assert out["peak_gradient_mmhg"][0] > out["mean_gradient_mmhg"][0]
     assert out["eoa_true_cm2"][0] < out["eoa_max_cm2"][0]
     assert 2 <= out["cycles"][0] <= 60
+
+
+def test_design_sweep_config_sweeps_real_design_parameters() -> None:
+    from isct.config import REPO_ROOT, load_config
+    from isct.engine import expand_arms
+
+    config = load_config(REPO_ROOT / "config" / "trials" / "tavr_design_sweep.yaml")
+    arms = expand_arms(config["arms"], config["design_sweep"])
+    assert len(arms) == 12
+    keys = set(config["design_sweep"]["grid"])
+    assert keys == {"leaflet_position", "implant_depth_mm"} and keys <= set(
+        models.tavr.devices.DESIGN_KEYS
+    )
+    p = _patients(4)
+    out = {
+        a["name"]: run_batch(MODEL, p, a["device"], {})
+        for a in arms
+        if a["name"].startswith("self")
+    }
+    intra = out["self_expanding[leaflet_position=intra,implant_depth_mm=6]"]
+    supra = {
+        d: out[f"self_expanding[leaflet_position=supra,implant_depth_mm={d}]"] for d in (3, 6, 9)
+    }
+    # supra-annular leaflets keep more of their orifice than intra-annular ones in the same frame
+    assert (supra[6]["eoa_max_cm2"] > intra["eoa_max_cm2"]).all()
+    # and the deeper the housing, the more of the annular deficit it sees
+    assert (supra[3]["eoa_max_cm2"] > supra[6]["eoa_max_cm2"]).all()
+    assert (supra[6]["eoa_max_cm2"] > supra[9]["eoa_max_cm2"]).all()
+    assert (supra[9]["mean_gradient_true_mmhg"] > supra[3]["mean_gradient_true_mmhg"]).all()
