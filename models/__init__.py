@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import STATUS, STATUS_FLAG_MEANINGS, Model, ModelInputError, Variable, run_batch
+from .base import (
+    STATUS,
+    STATUS_FLAG_MEANINGS,
+    Event,
+    Model,
+    ModelInputError,
+    Variable,
+    run_batch,
+)
 from .card import ModelCardError, load_card
 from .registry import ModelNotFoundError, available_models, get_model
 
@@ -23,6 +31,7 @@ def __getattr__(name: str):
 __all__ = [
     "STATUS",
     "STATUS_FLAG_MEANINGS",
+    "Event",
     "ExternalSolverModel",
     "Model",
     "ModelCardError",

@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "STATUS",
     "STATUS_FLAG_MEANINGS",
+    "Event",
     "Model",
     "ModelInputError",
     "Variable",
@@ -69,6 +70,57 @@ class Variable:
         return np.nan if np.dtype(self.dtype).kind == "f" else -1
 
 
+@dataclass(frozen=True)
+class Event:
+    """A binary clinical event a model derives from one of its outputs.
+
+    The core (UQ, report, answer tables) counts events by these declarations and never by
+    device knowledge of its own: e.g. VARC-3 severe prosthesis-patient mismatch is
+    ``Event("ppm_class", "severe PPM", category="2")``, a functionally significant lesion
+    ``Event("ffr", "FFR <= 0.80", threshold="<=0.80")``.
+
+    Parameters
+    ----------
+    quantity : str
+        The output the event is read from.
+    label : str
+        Human-readable name.
+    category : str, optional
+        Integer class code(s) that count, ``"2"`` or ``"1|2"``.
+    threshold : str, optional
+        ``"<=0.80"``, ``">=20"``: values on that side count.
+    source : str
+        Where the definition comes from (guideline, trial).
+    """
+
+    quantity: str
+    label: str
+    category: str | None = None
+    threshold: str | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.category is None) == (self.threshold is None):
+            raise ValueError(
+                f"event on {self.quantity!r}: give exactly one of category or threshold"
+            )
+
+    def occurs(self, values: np.ndarray) -> np.ndarray:
+        """1.0 where the event occurs, 0.0 where not, NaN where the value is missing."""
+        x = np.asarray(values, dtype=float)
+        valid = np.isfinite(x)
+        if self.category is not None:
+            codes = [float(c) for c in self.category.split("|")]
+            valid &= x >= 0
+            hit = np.isin(x, codes)
+        else:
+            text = self.threshold.strip()
+            op = next(o for o in ("<=", ">=", "<", ">") if text.startswith(o))
+            level = float(text[len(op) :])
+            hit = {"<=": x <= level, ">=": x >= level, "<": x < level, ">": x > level}[op]
+        return np.where(valid, hit.astype(float), np.nan)
+
+
 class Model:
     """Base class of every device model.
 
@@ -97,6 +149,8 @@ class Model:
     timepoint_days: ClassVar[tuple[float, float] | None] = None
     #: Settings a trial may calibrate (fit to calibration comparators); see the model card.
     calibration_parameters: ClassVar[tuple[str, ...]] = ()
+    #: Binary events derived from the outputs (name -> :class:`Event`), counted by the core.
+    events: ClassVar[dict[str, Event]] = {}
 
     def code_verification(self) -> dict[str, Any] | None:
         """Code verification evidence: the numerics against a problem with a known solution.

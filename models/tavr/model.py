@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..base import STATUS, Model, Variable
+from ..base import STATUS, Event, Model, Variable
 from ..streams import patient_normals
 from . import echo, kernel
 from .deployment import deploy
@@ -598,6 +598,19 @@ class TAVRModel(Model):
     #: Time window (days after implantation) the model's state describes.
     timepoint_days: ClassVar[tuple[float, float] | None] = (0.0, 90.0)
     calibration_parameters: ClassVar[tuple[str, ...]] = CALIBRATION_PARAMETERS
+    #: VARC-3 events (VARC-3 Writing Committee, Eur Heart J 2021;42:1825-1857).
+    events: ClassVar[dict[str, Event]] = {
+        "ppm_moderate_or_severe": Event(
+            "ppm_class", "moderate or severe PPM", category="1|2", source="VARC-3"
+        ),
+        "ppm_severe": Event("ppm_class", "severe PPM", category="2", source="VARC-3"),
+        "high_gradient": Event(
+            "mean_gradient_mmhg",
+            "mean gradient >= 20 mmHg",
+            threshold=">=20",
+            source="VARC-3 haemodynamic valve deterioration, stage 2",
+        ),
+    }
 
     def code_verification(self) -> dict[str, Any]:
         """Self-convergence of the coupled kernel, valve events included.
