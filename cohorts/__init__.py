@@ -14,7 +14,7 @@ Examples
 
 from __future__ import annotations
 
-from .check import compare_to_target, plot_check, representation_table
+from .check import compare_to_target, plot_check
 from .sampling import sample, write_cohort
 from .spec import CohortSpecError, PopulationSpec, load_spec
 
@@ -25,7 +25,6 @@ __all__ = [
     "load_spec",
     "plot_check",
     "population_path",
-    "representation_table",
     "sample",
     "write_cohort",
 ]

@@ -16,7 +16,6 @@ Kish L. Survey Sampling. Wiley, 1965 (effective sample size).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import xarray as xr
 
 from .spec import PopulationSpec, load_spec
 
-__all__ = ["QUANTILES", "compare_to_target", "plot_check", "representation_table"]
+__all__ = ["QUANTILES", "compare_to_target", "plot_check"]
 
 #: Quantile levels compared for every continuous sampled variable.
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -384,77 +383,6 @@ def compare_to_target(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset) 
                 source=t.source,
             )
     return pd.DataFrame(rows.rows, columns=_COLUMNS)
-
-
-def _labels(ds: xr.Dataset, name: str) -> list[str]:
-    meanings = ds[name].attrs.get("flag_meanings")
-    if meanings is None:
-        raise KeyError(f"{name!r} has no flag_meanings attribute (not a categorical)")
-    return str(meanings).split()
-
-
-def representation_table(
-    ds: xr.Dataset,
-    *,
-    sex: str = "sex",
-    age: str = "age_yr",
-    bmi: str = "bmi_kg_m2",
-    age_edges: Sequence[float] = (65.0, 75.0, 85.0),
-    bmi_edges: Sequence[float] = (18.5, 25.0, 30.0),
-) -> pd.DataFrame:
-    """Counts and weighted shares by sex x age band x BMI class.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        Cohort with a categorical ``sex`` (flag_meanings), age in years and BMI in kg/m2.
-    sex, age, bmi : str
-        Variable names (defaults: the TAVR cohort's).
-    age_edges : sequence of float
-        Inner edges of the age bands, yr (default bands <65, 65-74, 75-84, >=85).
-    bmi_edges : sequence of float
-        Inner edges of the BMI classes, kg/m2 (default WHO classes: underweight <18.5,
-        normal 18.5-24.9, overweight 25-29.9, obese >=30; WHO Technical Report Series 894,
-        2000).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per combination (all combinations, zeros included) with columns ``sex``,
-        ``age_band``, ``bmi_class``, ``n`` (patients), ``weighted_n`` (sum of
-        ``sampling_weight``), ``share`` (n / total) and ``weighted_share`` (weighted_n /
-        total weight, the population estimate when subgroups were oversampled).
-    """
-    w = _weights(ds)
-    sexes = _labels(ds, sex)
-    age_labels = _band_labels(age_edges, "yr")
-    if tuple(bmi_edges) == (18.5, 25.0, 30.0):
-        bmi_labels = ["underweight", "normal", "overweight", "obese"]
-    else:
-        bmi_labels = _band_labels(bmi_edges, "kg/m2")
-    s = np.asarray(ds[sex].values)
-    a = np.searchsorted(np.asarray(age_edges, dtype=float), np.asarray(ds[age].values), "right")
-    b = np.searchsorted(np.asarray(bmi_edges, dtype=float), np.asarray(ds[bmi].values), "right")
-    shape = (len(sexes), len(age_labels), len(bmi_labels))
-    flat = np.ravel_multi_index((s.astype(np.int64), a, b), shape)
-    counts = np.bincount(flat, minlength=np.prod(shape))
-    wcounts = np.bincount(flat, weights=w, minlength=np.prod(shape))
-    idx = pd.MultiIndex.from_product(
-        [sexes, age_labels, bmi_labels], names=["sex", "age_band", "bmi_class"]
-    )
-    table = pd.DataFrame({"n": counts.astype(np.int64), "weighted_n": wcounts}, index=idx)
-    total = max(int(counts.sum()), 1)
-    table["share"] = table["n"] / total
-    table["weighted_share"] = table["weighted_n"] / max(float(wcounts.sum()), 1e-300)
-    return table.reset_index()
-
-
-def _band_labels(edges: Sequence[float], unit: str) -> list[str]:
-    edges = [f"{e:g}" for e in edges]
-    labels = [f"<{edges[0]} {unit}"]
-    labels += [f"{lo}-<{hi} {unit}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-    labels.append(f">={edges[-1]} {unit}")
-    return labels
 
 
 def plot_check(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset, path: str | Path) -> Path:

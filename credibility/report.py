@@ -15,7 +15,6 @@ trial metadata is optional: a missing piece renders as "not computed in this run
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,453 +25,32 @@ import pandas as pd
 import xarray as xr
 
 from credibility import figures as _fig
+from credibility.errors import CredibilityError
 from credibility.plan import Plan, assess
-from credibility.statistics import mean_ci, proportion_ci, weighted_percentiles
-from credibility.validation import (
-    applicability_summary,
-    patient_weights,
-    validation_summary,
+from credibility.tables import (
+    arm_differences,
+    endpoint_names,
+    failure_table,
+    outcome_evidence,
+    representation_table,
+    results_by_arm,
+    subgroup_table,
 )
+from credibility.validation import applicability_summary, validation_summary
 
 __all__ = [
-    "DEFAULT_ENDPOINTS",
     "ReportError",
-    "arm_differences",
     "build_context",
     "collect_evidence",
-    "failure_table",
-    "outcome_evidence",
     "render_report",
-    "representation_table",
-    "results_by_arm",
-    "subgroup_table",
 ]
 
 TEMPLATES = Path(__file__).with_name("templates")
-#: Float endpoints reported by default (those present in the outcomes are used).
-DEFAULT_ENDPOINTS = (
-    "mean_gradient_mmhg",
-    "peak_gradient_mmhg",
-    "eoa_cm2",
-    "eoai_cm2_m2",
-    "peak_velocity_m_s",
-    "stroke_volume_ml",
-    "cardiac_output_l_min",
-)
-#: VARC-3 PPM classes reported as proportions (code, label).
-PPM_CLASSES = ((1, "moderate"), (2, "severe"))
-#: Status codes (models.STATUS) used when the Dataset lacks flag attributes.
-_STATUS_FALLBACK = {0: "ok", 1: "invalid_input", 2: "solver_failure", 3: "timeout"}
-_MAX_IDS = 50
 NOT_COMPUTED = "Not computed in this run."
 
 
-class ReportError(RuntimeError):
+class ReportError(CredibilityError):
     """The report cannot be built (missing variable, missing template, PDF engine absent)."""
-
-
-def _endpoints(outcomes: xr.Dataset, endpoints: Sequence[str] | None) -> list[str]:
-    if endpoints is None:
-        return [e for e in DEFAULT_ENDPOINTS if e in outcomes]
-    missing = [e for e in endpoints if e not in outcomes]
-    if missing:
-        raise ReportError(
-            f"endpoints {missing} not in outcomes; available: {sorted(outcomes.data_vars)}"
-        )
-    return list(endpoints)
-
-
-def results_by_arm(
-    outcomes: xr.Dataset,
-    cohort: xr.Dataset | None = None,
-    *,
-    endpoints: Sequence[str] | None = None,
-    conf: float = 0.95,
-) -> pd.DataFrame:
-    """Population results of every arm with intervals.
-
-    Float endpoints: weighted mean with a Student-t ``conf`` interval (Kish effective n), SD
-    and the weighted 2.5 / 50 / 97.5 % population percentiles (inverse weighted ECDF), over
-    simulations with ``status == 0``.
-    ``ppm_class`` (when present): share of moderate and of severe PPM among valid classes,
-    with Clopper–Pearson intervals, in percent.
-
-    Parameters
-    ----------
-    outcomes : xarray.Dataset
-        Dims ``(arm, patient)`` with ``status``.
-    cohort : xarray.Dataset, optional
-        Supplies ``sampling_weight``.
-    endpoints : sequence of str, optional
-        Float endpoints (default: those of :data:`DEFAULT_ENDPOINTS` present).
-    conf : float, default 0.95
-        Confidence level.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``arm, endpoint, unit, n, estimate, ci_low, ci_high, sd, p2_5, median,
-        p97_5``.
-    """
-    eps = _endpoints(outcomes, endpoints)
-    arms = [str(a) for a in outcomes["arm"].values]
-    ok = outcomes["status"].transpose("arm", "patient").values == 0
-    w = patient_weights(outcomes, cohort)
-    frames = []
-    for name in eps:
-        x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
-        r = mean_ci(x, w, ok, conf)
-        q = weighted_percentiles(x, w, ok, (0.025, 0.5, 0.975))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "arm": arms,
-                    "endpoint": name,
-                    "unit": outcomes[name].attrs.get("units", ""),
-                    "n": r["n"],
-                    "estimate": r["estimate"],
-                    "ci_low": r["ci_low"],
-                    "ci_high": r["ci_high"],
-                    "sd": r["sd"],
-                    "p2_5": q[:, 0],
-                    "median": q[:, 1],
-                    "p97_5": q[:, 2],
-                }
-            )
-        )
-    if "ppm_class" in outcomes:
-        cls = outcomes["ppm_class"].transpose("arm", "patient").values
-        valid = ok & (cls >= 0)
-        for code, label in PPM_CLASSES:
-            r = proportion_ci((cls == code).astype(float), w, valid, conf)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "arm": arms,
-                        "endpoint": f"ppm_{label}",
-                        "unit": "%",
-                        "n": r["n"],
-                        "estimate": 100 * r["estimate"],
-                        "ci_low": 100 * r["ci_low"],
-                        "ci_high": 100 * r["ci_high"],
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def arm_differences(
-    outcomes: xr.Dataset,
-    cohort: xr.Dataset | None = None,
-    *,
-    reference: str | None = None,
-    endpoints: Sequence[str] | None = None,
-    conf: float = 0.95,
-) -> pd.DataFrame:
-    """Paired differences between arms (each virtual patient receives every arm).
-
-    For every non-reference arm and endpoint: weighted mean of the per-patient difference
-    ``arm - reference`` over patients with ``status == 0`` in both arms, with a Student-t
-    interval; for ``ppm_class`` the difference in severe-PPM share (percentage points, paired
-    normal interval).
-
-    Parameters
-    ----------
-    outcomes : xarray.Dataset
-        Dims ``(arm, patient)``.
-    cohort : xarray.Dataset, optional
-        Supplies ``sampling_weight``.
-    reference : str, optional
-        Reference arm (default: the first).
-    endpoints : sequence of str, optional
-        Float endpoints (default as in :func:`results_by_arm`).
-    conf : float, default 0.95
-        Confidence level.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``comparison, endpoint, unit, n, estimate, ci_low, ci_high``.
-    """
-    arms = [str(a) for a in outcomes["arm"].values]
-    if len(arms) < 2:
-        return pd.DataFrame()
-    reference = reference or arms[0]
-    if reference not in arms:
-        raise ReportError(f"reference arm '{reference}' not in outcomes; allowed: {arms}")
-    eps = _endpoints(outcomes, endpoints)
-    w = patient_weights(outcomes, cohort)
-    ok = outcomes["status"].transpose("arm", "patient").values == 0
-    i_ref = arms.index(reference)
-    values = {
-        e: np.asarray(outcomes[e].transpose("arm", "patient").values, dtype=float) for e in eps
-    }
-    cls_all = (
-        outcomes["ppm_class"].transpose("arm", "patient").values
-        if "ppm_class" in outcomes
-        else None
-    )
-    rows = []
-    for i, arm in enumerate(arms):
-        if i == i_ref:
-            continue
-        both = ok[i] & ok[i_ref]
-        for name in eps:
-            x = values[name]
-            r = mean_ci(x[i] - x[i_ref], w, both, conf)
-            rows.append(
-                {
-                    "comparison": f"{arm} − {reference}",
-                    "endpoint": name,
-                    "unit": outcomes[name].attrs.get("units", ""),
-                    **{k: r[k][0] for k in ("n", "estimate", "ci_low", "ci_high")},
-                }
-            )
-        if cls_all is not None:
-            cls = cls_all
-            valid = both & (cls[i] >= 0) & (cls[i_ref] >= 0)
-            d = (cls[i] == 2).astype(float) - (cls[i_ref] == 2).astype(float)
-            r = mean_ci(d, w, valid, conf)
-            rows.append(
-                {
-                    "comparison": f"{arm} − {reference}",
-                    "endpoint": "ppm_severe",
-                    "unit": "percentage points",
-                    "n": r["n"][0],
-                    "estimate": 100 * r["estimate"][0],
-                    "ci_low": 100 * r["ci_low"][0],
-                    "ci_high": 100 * r["ci_high"][0],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _flag_labels(var: xr.DataArray, fallback: Mapping[int, str]) -> dict[int, str]:
-    values = var.attrs.get("flag_values")
-    meanings = var.attrs.get("flag_meanings")
-    if values is not None and meanings:
-        return {int(v): m for v, m in zip(np.ravel(values), str(meanings).split(), strict=False)}
-    return dict(fallback)
-
-
-def _subgroup_codes(cohort: xr.Dataset) -> list[tuple[str, np.ndarray, list[str]]]:
-    """(subgroup name, level label per patient, ordered levels) for the standard subgroups."""
-    groups = []
-    if "sex" in cohort:
-        labels = _flag_labels(cohort["sex"], {0: "female", 1: "male"})
-        codes = np.asarray(cohort["sex"].values)
-        lab = np.array([labels.get(int(c), str(c)) for c in np.unique(codes)])
-        level = lab[np.searchsorted(np.unique(codes), codes)]
-        groups.append(("sex", level, [labels.get(int(c), str(c)) for c in np.unique(codes)]))
-    bands = (
-        # age bands (years) around the usual TAVR age of 75-85 (reference notes tavr.md)
-        ("age band", "age_yr", [75.0, 85.0], ["<75 y", "75–84 y", "≥85 y"]),
-        # WHO BMI classes (kg/m²); >= 30 also switches the VARC-3 PPM thresholds
-        ("BMI class", "bmi_kg_m2", [18.5, 25.0, 30.0], ["<18.5", "18.5–24.9", "25–29.9", "≥30"]),
-        # 430 mm²: upper end of the SAPIEN 3 23 mm sizing range (reference notes tavr.md)
-        ("annulus area", "annulus_area_mm2", [430.0], ["≤430 mm²", ">430 mm²"]),
-    )
-    for name, var, edges, labels in bands:
-        if var in cohort:
-            x = np.asarray(cohort[var].values, dtype=float)
-            idx = np.digitize(x, edges, right=(var == "annulus_area_mm2"))
-            level = np.where(np.isfinite(x), np.array(labels)[idx], "missing")
-            groups.append((name, level, labels))
-    return groups
-
-
-def subgroup_table(
-    cohort: xr.Dataset,
-    outcomes: xr.Dataset,
-    *,
-    endpoints: Sequence[str] | None = None,
-    conf: float = 0.95,
-) -> pd.DataFrame:
-    """Endpoints by subgroup (sex, age band, BMI class, annulus area) and arm, with intervals.
-
-    Parameters
-    ----------
-    cohort : xarray.Dataset
-        Cohort with any of ``sex``, ``age_yr``, ``bmi_kg_m2``, ``annulus_area_mm2`` and
-        optionally ``sampling_weight``.
-    outcomes : xarray.Dataset
-        Dims ``(arm, patient)``.
-    endpoints : sequence of str, optional
-        Float endpoints (default: ``mean_gradient_mmhg`` and ``eoai_cm2_m2`` when present);
-        the severe-PPM share is added when ``ppm_class`` exists.
-    conf : float, default 0.95
-        Confidence level.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``subgroup, level, arm, endpoint, unit, n, estimate, ci_low, ci_high``.
-    """
-    if endpoints is None:
-        endpoints = [e for e in ("mean_gradient_mmhg", "eoai_cm2_m2") if e in outcomes]
-    eps = _endpoints(outcomes, endpoints)
-    arms = [str(a) for a in outcomes["arm"].values]
-    w = patient_weights(outcomes, cohort)
-    ok = outcomes["status"].transpose("arm", "patient").values == 0
-    cls = (
-        outcomes["ppm_class"].transpose("arm", "patient").values
-        if "ppm_class" in outcomes
-        else None
-    )
-    frames = []
-    values = {  # read each endpoint once (outcomes may be a lazily opened store)
-        ep: np.asarray(outcomes[ep].transpose("arm", "patient").values, dtype=float) for ep in eps
-    }
-    for name, level, levels in _subgroup_codes(cohort):
-        present = [lv for lv in levels if (level == lv).any()]
-        in_level = np.stack([level == lv for lv in present])  # (levels, patient)
-        for i, arm in enumerate(arms):
-            mask = in_level & ok[i]
-            base = {"subgroup": name, "level": present, "arm": arm}
-            for ep in eps:
-                r = mean_ci(values[ep][i], w, mask, conf)
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            **base,
-                            "endpoint": ep,
-                            "unit": outcomes[ep].attrs.get("units", ""),
-                            **{k: r[k] for k in ("n", "estimate", "ci_low", "ci_high")},
-                        }
-                    )
-                )
-            if cls is not None:
-                r = proportion_ci((cls[i] == 2).astype(float), w, mask & (cls[i] >= 0), conf)
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            **base,
-                            "endpoint": "ppm_severe",
-                            "unit": "%",
-                            "n": r["n"],
-                            "estimate": 100 * r["estimate"],
-                            "ci_low": 100 * r["ci_low"],
-                            "ci_high": 100 * r["ci_high"],
-                        }
-                    )
-                )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def representation_table(cohort: xr.Dataset) -> pd.DataFrame:
-    """Size of every subgroup level in the virtual cohort (unweighted and weighted shares).
-
-    Parameters
-    ----------
-    cohort : xarray.Dataset
-        Cohort with any of ``sex``, ``age_yr``, ``bmi_kg_m2``, ``annulus_area_mm2`` and
-        optionally ``sampling_weight``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``subgroup, level, n, share_pct, weighted_share_pct``.
-    """
-    n = cohort.sizes["patient"]
-    w = (
-        np.asarray(cohort["sampling_weight"].values, dtype=float)
-        if "sampling_weight" in cohort
-        else np.ones(n)
-    )
-    rows = []
-    for name, level, levels in _subgroup_codes(cohort):
-        for lv in [*levels, "missing"]:
-            m = level == lv
-            if lv == "missing" and not m.any():
-                continue
-            rows.append(
-                {
-                    "subgroup": name,
-                    "level": lv,
-                    "n": int(m.sum()),
-                    "share_pct": 100.0 * m.mean(),
-                    "weighted_share_pct": 100.0 * w[m].sum() / w.sum(),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def failure_table(outcomes: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Status counts per arm and the ids of the patients whose simulation did not succeed.
-
-    Parameters
-    ----------
-    outcomes : xarray.Dataset
-        Dims ``(arm, patient)`` with int8 ``status`` (labels from its ``flag_values`` /
-        ``flag_meanings`` attributes, else ``models.STATUS`` codes).
-
-    Returns
-    -------
-    counts : pandas.DataFrame
-        Columns ``arm, status, code, n, share_pct`` (every status of the flag attributes).
-    failing : pandas.DataFrame
-        Columns ``arm, status, n, patients`` (ids, comma separated, at most 50 listed then
-        ``"… (+k more)"``); empty when every simulation succeeded.
-    """
-    labels = _flag_labels(outcomes["status"], _STATUS_FALLBACK)
-    status = outcomes["status"].transpose("arm", "patient").values
-    ids = np.asarray(outcomes["patient"].values)
-    arms = [str(a) for a in outcomes["arm"].values]
-    codes = sorted(set(labels) | set(np.unique(status).tolist()))
-    counts = np.stack([(status == c).sum(axis=1) for c in codes], axis=1)  # (arm, code)
-    count_rows = pd.DataFrame(
-        {
-            "arm": np.repeat(arms, len(codes)),
-            "status": [labels.get(c, f"code {c}") for c in codes] * len(arms),
-            "code": codes * len(arms),
-            "n": counts.ravel(),
-            "share_pct": (100.0 * counts / status.shape[1]).ravel(),
-        }
-    )
-    fail_rows = []
-    for i, arm in enumerate(arms):
-        for c in codes:
-            if c == 0:
-                continue
-            who = ids[status[i] == c]
-            if who.size == 0:
-                continue
-            shown = ", ".join(str(p) for p in who[:_MAX_IDS])
-            if who.size > _MAX_IDS:
-                shown += f", … (+{who.size - _MAX_IDS} more)"
-            fail_rows.append(
-                {
-                    "arm": arm,
-                    "status": labels.get(c, f"code {c}"),
-                    "n": int(who.size),
-                    "patients": shown,
-                }
-            )
-    return count_rows, pd.DataFrame(fail_rows, columns=["arm", "status", "n", "patients"])
-
-
-def outcome_evidence(outcomes: xr.Dataset) -> dict[str, float]:
-    """Simulation-level evidence: shares of ok / invalid-input / solver-failure cells.
-
-    Parameters
-    ----------
-    outcomes : xarray.Dataset
-        Outcomes with ``status`` (0 ok, 1 invalid_input, 2 solver_failure, 3 timeout).
-
-    Returns
-    -------
-    dict
-        ``n_cells``, ``ok_fraction``, ``invalid_input_fraction``, ``solver_failure_fraction``
-        (solver failures and timeouts, status 2 and 3).
-    """
-    s = outcomes["status"].values
-    n = s.size
-    return {
-        "n_cells": int(n),
-        "ok_fraction": float((s == 0).mean()) if n else math.nan,
-        "invalid_input_fraction": float((s == 1).mean()) if n else math.nan,
-        "solver_failure_fraction": float(np.isin(s, (2, 3)).mean()) if n else math.nan,
-    }
 
 
 def _uq_n_inputs(uq: xr.Dataset) -> int | None:
@@ -850,6 +428,8 @@ def build_context(
     manifest: Mapping[str, Any] | None = None,
     figures: Mapping[str, str | Path] | None = None,
     endpoints: Sequence[str] | None = None,
+    events: Mapping[str, Any] | None = None,
+    subgroups: Sequence[Mapping[str, Any]] = (),
     answer: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
     conf: float = 0.95,
@@ -895,6 +475,10 @@ def build_context(
         ``result*``; others in an appendix).
     endpoints : sequence of str, optional
         Float endpoints for the results tables.
+    events : mapping, optional
+        The model's declared events (:class:`models.Event`), tabulated as shares.
+    subgroups : sequence of mapping
+        The config's ``report.subgroups`` (label, variable, edges/labels, source).
     answer : mapping, optional
         The answer up front (:func:`credibility.answer.answer_tables`): ``question`` (the
         config's ``report.question``), ``by_arm``, ``paired`` (DataFrames) and ``figure``
@@ -1134,13 +718,13 @@ def build_context(
 
     # --- results, failures, subgroups
     if outcomes is not None:
-        by_arm = results_by_arm(outcomes, cohort, endpoints=endpoints, conf=conf)
-        diffs = arm_differences(outcomes, cohort, endpoints=endpoints, conf=conf)
-        eps = _endpoints(outcomes, endpoints)
+        by_arm = results_by_arm(outcomes, cohort, endpoints=endpoints, events=events, conf=conf)
+        diffs = arm_differences(outcomes, cohort, endpoints=endpoints, events=events, conf=conf)
+        eps = endpoint_names(outcomes, endpoints)
         counts, failing = failure_table(outcomes)
         qoi = [q.get("name") for q in (plan.get("quantities_of_interest") or [])] if plan else []
         head_eps = [e for e in qoi if e in eps] or eps[:2]
-        head_eps += ["ppm_severe"] if "ppm_class" in outcomes else []
+        head_eps += [e.label for e in (events or {}).values() if e.quantity in outcomes][:2]
         headline = by_arm[by_arm["endpoint"].isin(head_eps)]
         ctx["results"] = {
             "headline": _table(
@@ -1164,7 +748,9 @@ def build_context(
                 _fig.fig_to_data_uri(_fig.endpoint_distributions(outcomes, eps)),
             )
         if cohort is not None:
-            sub = subgroup_table(cohort, outcomes, conf=conf)
+            sub = subgroup_table(
+                cohort, outcomes, subgroups, endpoints=eps[:2], events=events, conf=conf
+            )
             ctx["subgroups"] = {
                 "table": _table(
                     _by_arm_wide(sub, ["subgroup", "level", "endpoint", "unit"])
@@ -1182,7 +768,7 @@ def build_context(
                 )
     if cohort is not None:
         ctx.setdefault("subgroups", {})["representation"] = _table(
-            representation_table(cohort), table_id="representation-table"
+            representation_table(cohort, subgroups), table_id="representation-table"
         )
     if cohort_check is not None and len(cohort_check):
         ctx.setdefault("subgroups", {})["cohort_check"] = _table(

@@ -138,26 +138,47 @@ class EngineEvaluator:
 
 # --------------------------------------------------------------------------- stages
 
-#: VARC-3 prosthesis-patient mismatch thresholds of indexed EOA, cm2/m2 (shared/reference/tavr.md):
-#: (moderate, severe) for BMI < 30 and for BMI >= 30 kg/m2.
-PPM_THRESHOLDS = {"bmi_lt_30": (0.85, 0.65), "bmi_ge_30": (0.70, 0.55)}
 
+def model_events(
+    model: Any, outputs: list[str], subset: xr.Dataset
+) -> tuple[dict[str, Any], list[str]]:
+    """The model's declared events as callables of the UQ outputs, and the outputs they need.
 
-def _ppm_events(bmi: np.ndarray) -> dict[str, Any]:
-    """Binary trial events from indexed EOA, with the BMI-dependent VARC-3 thresholds."""
-    obese = np.asarray(bmi) >= 30.0
-    moderate = np.where(obese, PPM_THRESHOLDS["bmi_ge_30"][0], PPM_THRESHOLDS["bmi_lt_30"][0])
-    severe = np.where(obese, PPM_THRESHOLDS["bmi_ge_30"][1], PPM_THRESHOLDS["bmi_lt_30"][1])
+    An event on a continuous output is read from it; an event on a derived output (a class
+    computed from continuous outputs, :attr:`models.Model.derived_outputs`) is derived by the
+    model from its sources, so it also works on surrogate (PCE) predictions. Events on other
+    integer outputs cannot be emulated and are left out.
 
-    def at_most(threshold):
-        def event(y):
-            eoai = y["eoai_cm2_m2"]
-            shape = (1, eoai.shape[1]) + (1,) * (eoai.ndim - 2)
-            return np.where(np.isfinite(eoai), eoai <= threshold.reshape(shape), np.nan)
+    Returns
+    -------
+    events : dict of str to callable
+        ``f(y) -> array (n_samples, n_patients, n_arms)`` of 0/1/NaN.
+    needed : list of str
+        Outputs to add to the UQ outputs.
+    """
+    floats = set(float_endpoints(model, list(model.outputs)))
+    patients = {k: np.asarray(subset[k].values)[None, :, None] for k in model.inputs if k in subset}
+    events, needed = {}, []
+    for name, event in model.events.items():
+        q = event.quantity
+        if q in floats:
+            sources: tuple[str, ...] = (q,)
 
-        return event
+            def fn(y, event=event, q=q):
+                return event.occurs(y[q])
 
-    return {"ppm_moderate_or_severe": at_most(moderate), "ppm_severe": at_most(severe)}
+        elif q in model.derived_outputs and set(model.derived_outputs[q]) <= floats:
+            sources = model.derived_outputs[q]
+
+            def fn(y, event=event, q=q, sources=sources):
+                derived = model.derive({s: np.asarray(y[s]) for s in sources}, patients)
+                return event.occurs(derived[q])
+
+        else:
+            continue
+        events[name] = fn
+        needed += [s for s in sources if s not in outputs and s not in needed]
+    return events, needed
 
 
 def _subset(cohort: str | Path, k: int, outcomes: str | Path | None = None) -> xr.Dataset:
@@ -276,7 +297,7 @@ def run_uq(
     """UQ stage: propagate the ``uncertainty`` parameters to every endpoint, per patient and arm.
 
     Writes ``store`` (per-patient moments, prediction intervals, PCE leave-one-out error and
-    population-level intervals of PPM proportions per arm) and a JSON ``summary``.
+    population-level intervals of the model's declared events per arm) and a JSON ``summary``.
     """
     from credibility.uq import propagate
 
@@ -299,11 +320,10 @@ def run_uq(
         subset = _subset(cohort, ucfg["patients"], outcomes)
         model = model_of(config)
         endpoints = float_endpoints(model, config["endpoints"])
-        if "eoai_cm2_m2" not in endpoints and "eoai_cm2_m2" in model.outputs:
-            endpoints.append("eoai_cm2_m2")
+        events, needed = model_events(model, endpoints, subset)
+        endpoints += needed
         arms = arms_of(config)
         evaluator = _evaluator(config, subset, model, arms, problem, endpoints, runs, client)
-        events = _ppm_events(subset["bmi_kg_m2"].values) if "bmi_kg_m2" in subset else None
         weights = subset["sampling_weight"].values if "sampling_weight" in subset else None
         ds = propagate(
             problem,
@@ -313,7 +333,7 @@ def run_uq(
             order=ucfg["order"],
             seed=config["trial"]["seed"],
             dims=("patient", "arm"),
-            events=events,
+            events=events or None,
             weights=weights,
         )
         ds = ds.assign_coords(arm=[a["name"] for a in arms], patient=subset["patient"].values)

@@ -441,6 +441,8 @@ def run_report(
             "loso": _read_csv(res / "calibration" / "calibration_loso.csv"),
         }
     context = build_context(
+        events=model.events,
+        subgroups=config["report"]["subgroups"],
         answer=answer,
         calibration=calibration_context,
         trial=trial,

@@ -106,7 +106,9 @@ def run_cohort(config: dict, *, store: str, check: str, representation: str, fig
     )
     ds = ds.load()
     cohorts.compare_to_target(spec, ds).to_csv(check, index=False)
-    cohorts.representation_table(ds).to_csv(representation, index=False)
+    from credibility.tables import representation_table
+
+    representation_table(ds, config["report"]["subgroups"]).to_csv(representation, index=False)
     Path(figure).parent.mkdir(parents=True, exist_ok=True)
     cohorts.plot_check(spec, ds, figure)
     record_stage(

@@ -10,8 +10,10 @@ a ``solver_failure`` status, so a failing patient never fails a trial.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -151,6 +153,12 @@ class Model:
     calibration_parameters: ClassVar[tuple[str, ...]] = ()
     #: Binary events derived from the outputs (name -> :class:`Event`), counted by the core.
     events: ClassVar[dict[str, Event]] = {}
+    #: Derived outputs (name -> the outputs they are computed from, by :meth:`derive`), e.g. a
+    #: mismatch class from an indexed area; the core recomputes them on surrogate predictions
+    #: (UQ) and projected outputs (:meth:`at_timepoint`).
+    derived_outputs: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: The model card shipped with the model (``None``: no card).
+    card_file: ClassVar[str | None] = None
 
     def code_verification(self) -> dict[str, Any] | None:
         """Code verification evidence: the numerics against a problem with a known solution.
@@ -175,6 +183,23 @@ class Model:
         or None (default) when the model has no step size.
         """
         return None
+
+    def derive(
+        self, outputs: Mapping[str, np.ndarray], patients: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The :attr:`derived_outputs` computed from ``outputs`` (and the patients' inputs).
+
+        Arrays may carry extra leading or trailing axes (parameter samples, arms): patient
+        inputs are given broadcastable to them. The default derives nothing.
+        """
+        return {}
+
+    def card_path(self) -> Path | None:
+        """The model card shipped beside the model's source (:attr:`card_file`), if any."""
+        if self.card_file is None:
+            return None
+        module = sys.modules[type(self).__module__]
+        return Path(module.__file__).with_name(self.card_file)
 
     def at_timepoint(
         self,

@@ -12,7 +12,7 @@ import xarray as xr
 import yaml
 from distributed import Client, LocalCluster
 
-from isct.analysis import EngineEvaluator, _ppm_events
+from isct.analysis import EngineEvaluator, model_events
 from isct.cli import main
 from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
 from isct.config import REPO_ROOT
@@ -106,14 +106,22 @@ def test_parameter_names_must_not_shadow_cohort_variables(tmp_path):
         EngineEvaluator(cohort(), "orifice", ARMS, ["bsa_m2"], ["mean_gradient_mmhg"], tmp_path)
 
 
-def test_ppm_events_use_the_bmi_dependent_varc3_thresholds():
-    bmi = np.array([25.0, 35.0, 25.0, 35.0])
-    events = _ppm_events(bmi)
+def test_model_events_derive_classes_from_surrogate_outputs():
+    """The model's declared events, its PPM class derived from the indexed EOA (VARC-3, BMI
+    thresholds), evaluated on continuous UQ outputs with the model's own derive()."""
+    from models.tavr import TAVRModel
+
+    subset = xr.Dataset({"bmi_kg_m2": ("patient", np.array([25.0, 35.0, 25.0, 35.0]))})
+    events, needed = model_events(TAVRModel(), ["mean_gradient_mmhg"], subset)
+    assert set(events) == {"ppm_moderate_or_severe", "ppm_severe", "high_gradient"}
+    assert needed == ["eoai_cm2_m2"]
     eoai = np.array([[[0.60], [0.60], [0.80], [0.68]]])  # (sample, patient, arm)
-    severe = events["ppm_severe"]({"eoai_cm2_m2": eoai})[0, :, 0]
-    moderate = events["ppm_moderate_or_severe"]({"eoai_cm2_m2": eoai})[0, :, 0]
-    np.testing.assert_array_equal(severe, [1, 0, 0, 0])  # 0.60 <= 0.65; BMI >= 30: 0.60 > 0.55
-    np.testing.assert_array_equal(moderate, [1, 1, 1, 1])  # <= 0.85 / <= 0.70
+    y = {"eoai_cm2_m2": eoai, "mean_gradient_mmhg": np.full((1, 4, 1), 25.0)}
+    np.testing.assert_array_equal(events["ppm_severe"](y)[0, :, 0], [1, 0, 0, 0])
+    np.testing.assert_array_equal(events["ppm_moderate_or_severe"](y)[0, :, 0], [1, 1, 1, 1])
+    np.testing.assert_array_equal(events["high_gradient"](y)[0, :, 0], [1, 1, 1, 1])
+    y["eoai_cm2_m2"][0, 0, 0] = np.nan  # a failed simulation is no event but missing
+    assert np.isnan(events["ppm_severe"](y)[0, 0, 0])
 
 
 def test_open_client_connects_to_an_existing_scheduler(client, monkeypatch):

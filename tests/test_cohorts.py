@@ -569,10 +569,13 @@ def test_oversampling_weights_recover_population():
     assert abs(row.generated - p) < 0.01 and abs(row.z) < 4.5
     x_mean = table[(table.variable == "x") & (table.statistic == "mean")].iloc[0]
     assert abs(x_mean.z) < 4.5  # weighted mean of x is the population mean
-    rep = cohorts.representation_table(
-        ds.rename({"group": "sex", "x": "age_yr", "ratio": "bmi_kg_m2"}),
+    from credibility.tables import representation_table
+
+    rep = representation_table(
+        ds, [{"label": "x band", "variable": "x", "edges": [12], "source": "s"}]
     )
-    assert rep.weighted_share.sum() == pytest.approx(1.0)
+    assert rep.weighted_share_pct.sum() == pytest.approx(100.0)
+    assert rep.share_pct.sum() == pytest.approx(100.0)
 
 
 # --------------------------------------------------------------------------- checks
@@ -611,15 +614,25 @@ def test_compare_to_target_columns_and_explicit_targets(tavr, tavr_cohort):
     np.testing.assert_allclose(table.difference, table.generated - table.target)
 
 
-def test_representation_table(tavr_cohort):
-    rep = cohorts.representation_table(tavr_cohort)
-    assert len(rep) == 2 * 4 * 4
-    assert rep.n.sum() == tavr_cohort.sizes["patient"]
-    assert rep.weighted_share.sum() == pytest.approx(1.0)
+def test_representation_table_bands_from_the_trial_config(tavr_cohort):
+    from credibility.tables import representation_table
+
+    subgroups = [
+        {"label": "sex", "variable": "sex", "source": "s"},
+        {"label": "age", "variable": "age_yr", "edges": [75, 85], "source": "s"},
+        {"label": "annulus", "variable": "annulus_area_mm2", "edges": [430], "right": True,
+         "labels": ["small", "large"], "source": "SMART"},
+    ]  # fmt: skip
+    rep = representation_table(tavr_cohort, subgroups)
+    assert list(rep["subgroup"].unique()) == ["sex", "age", "annulus"]
+    for _, group in rep.groupby("subgroup"):
+        assert group.n.sum() == tavr_cohort.sizes["patient"]
+        assert group.weighted_share_pct.sum() == pytest.approx(100.0)
     df = tavr_cohort.to_dataframe()
-    cell = ((df.sex == 1) & (df.age_yr >= 75) & (df.age_yr < 85) & (df.bmi_kg_m2 >= 30)).sum()
-    row = rep[(rep.sex == "male") & (rep.age_band == "75-<85 yr") & (rep.bmi_class == "obese")]
-    assert int(row.n.iloc[0]) == cell
+    small = rep[(rep.subgroup == "annulus") & (rep.level == "small")]
+    assert int(small.n.iloc[0]) == (df.annulus_area_mm2 <= 430).sum()
+    assert (rep.loc[rep.subgroup == "annulus", "source"] == "SMART").all()
+    assert set(rep.loc[rep.subgroup == "sex", "level"]) == {"female", "male"}
 
 
 def test_plot_check_writes_png(tmp_path, tavr, tavr_cohort):

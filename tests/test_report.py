@@ -23,18 +23,22 @@ from credibility.plan import assess, load_plan
 from credibility.report import (
     NOT_COMPUTED,
     ReportError,
-    arm_differences,
     build_context,
     collect_evidence,
+    render_report,
+)
+from credibility.tables import (
+    TableError,
+    arm_differences,
     failure_table,
     outcome_evidence,
-    render_report,
     representation_table,
     results_by_arm,
     subgroup_table,
 )
 from credibility.validation import applicability, proportion_interval, validate
 from credibility.verification import gci
+from models.tavr import TAVRModel
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "credibility" / "plans" / "tavr_small_annuli.yaml"
@@ -43,6 +47,15 @@ SECTIONS = (
     "failures", "assessment", "limitations", "provenance",
 )  # fmt: skip
 QOI = ["mean_gradient_mmhg", "eoa_cm2", "ppm_class"]
+EVENTS = TAVRModel.events
+SUBGROUPS = [
+    {"label": "sex", "variable": "sex", "source": "s"},
+    {"label": "age band", "variable": "age_yr", "edges": [75, 85], "source": "s"},
+    {"label": "BMI class", "variable": "bmi_kg_m2", "edges": [18.5, 25, 30],
+     "labels": ["<18.5", "18.5–24.9", "25–29.9", "≥30"], "source": "WHO"},
+    {"label": "annulus area", "variable": "annulus_area_mm2", "edges": [430], "right": True,
+     "labels": ["≤430 mm²", ">430 mm²"], "source": "SMART"},
+]  # fmt: skip
 CARD = {
     "name": "tavr_lumped",
     "version": "0.1",
@@ -76,7 +89,9 @@ def pieces(trial):
 
 def test_results_by_arm_known_answer(trial):
     cohort, outcomes = trial
-    table = results_by_arm(outcomes, cohort).set_index(["arm", "endpoint"])
+    table = results_by_arm(
+        outcomes, cohort, endpoints=["mean_gradient_mmhg", "eoa_cm2"], events=EVENTS
+    ).set_index(["arm", "endpoint"])
     be = outcomes.sel(arm="balloon_expandable")
     ok = be["status"].values == 0
     g = be["mean_gradient_mmhg"].values[ok]
@@ -90,7 +105,7 @@ def test_results_by_arm_known_answer(trial):
     assert row["p2_5"] == np.sort(g)[int(np.ceil(0.025 * g.size)) - 1]
     assert row["unit"] == "mmHg"
     ppm = be["ppm_class"].values[ok]
-    severe = table.loc[("balloon_expandable", "ppm_severe")]
+    severe = table.loc[("balloon_expandable", "severe PPM")]
     assert severe["estimate"] == pytest.approx(100 * (ppm == 2).mean())
     lo, hi = proportion_interval((ppm == 2).sum(), ppm.size)
     assert severe["ci_low"] == pytest.approx(100 * lo)
@@ -99,20 +114,27 @@ def test_results_by_arm_known_answer(trial):
 
 def test_paired_arm_difference(trial):
     cohort, outcomes = trial
-    d = arm_differences(outcomes, cohort).set_index("endpoint")
+    d = arm_differences(outcomes, cohort, events=EVENTS).set_index("endpoint")
     ok = (outcomes["status"].values == 0).all(axis=0)
     x = outcomes["eoa_cm2"].values
     diff = x[1][ok] - x[0][ok]
     assert d.loc["eoa_cm2", "estimate"] == pytest.approx(diff.mean())
     assert d.loc["eoa_cm2", "n"] == ok.sum()
     assert d.loc["eoa_cm2", "comparison"] == "self_expanding − balloon_expandable"
-    with pytest.raises(ReportError, match="allowed"):
+    cls = outcomes["ppm_class"].values
+    both = ok & (cls >= 0).all(axis=0)
+    share = 100 * ((cls[1][both] == 2).mean() - (cls[0][both] == 2).mean())
+    assert d.loc["severe PPM", "estimate"] == pytest.approx(share)
+    assert d.loc["severe PPM", "unit"] == "percentage points"
+    with pytest.raises(TableError, match="allowed"):
         arm_differences(outcomes, reference="tavi")
 
 
 def test_subgroups_and_representation(trial):
     cohort, outcomes = trial
-    sub = subgroup_table(cohort, outcomes)
+    sub = subgroup_table(
+        cohort, outcomes, SUBGROUPS, endpoints=["mean_gradient_mmhg"], events=EVENTS
+    )
     assert set(sub["subgroup"]) == {"sex", "age band", "BMI class", "annulus area"}
     row = sub[
         (sub.subgroup == "sex") & (sub.level == "female") & (sub.arm == "self_expanding")
@@ -122,11 +144,11 @@ def test_subgroups_and_representation(trial):
     m = (cohort["sex"].values == 0) & (se["status"].values == 0)
     assert row["estimate"].item() == pytest.approx(se["mean_gradient_mmhg"].values[m].mean())
     obese = sub[
-        (sub.level == "≥30") & (sub.endpoint == "ppm_severe") & (sub.arm == "self_expanding")
+        (sub.level == "≥30") & (sub.endpoint == "severe PPM") & (sub.arm == "self_expanding")
     ]
     mo = (cohort["bmi_kg_m2"].values >= 30) & (se["status"].values == 0)
     assert obese["estimate"].item() == pytest.approx(100 * (se["ppm_class"].values[mo] == 2).mean())
-    rep = representation_table(cohort)
+    rep = representation_table(cohort, SUBGROUPS)
     assert rep.groupby("subgroup")["share_pct"].sum().to_numpy() == pytest.approx(100.0)
     small = rep[(rep.subgroup == "annulus area") & (rep.level == "≤430 mm²")]
     assert small["n"].item() == int((cohort["annulus_area_mm2"].values <= 430).sum())
@@ -266,7 +288,8 @@ def full_report(trial, pieces, tmp_path_factory):
     ctx = build_context(
         trial={"name": "tavr_small_annuli", "title": "TAVR in small annuli", "seed": 42},
         cohort=cohort, outcomes=outcomes, cohort_check=None, plan=plan, evidence=ev,
-        model_card=CARD, manifest=None, uq=None, sa=None, **pieces,
+        model_card=CARD, manifest=None, uq=None, sa=None, events=EVENTS, subgroups=SUBGROUPS,
+        **pieces,
     )  # fmt: skip
     out = tmp_path_factory.mktemp("report") / "credibility_report.html"
     return render_report(out, context=ctx)
@@ -440,12 +463,12 @@ def test_goal_table_region_shows_status_per_factor(tmp_path):
     ev = copy.deepcopy(GOOD)
     ev["verification"]["gci_max_pct"] = 7.0
     ev["validation"]["fraction_consistent"] = 0.2
-    del ev["uq"]
+    del ev["calibration"]["leave_one_study_out"]
     ctx = build_context(trial={"name": "t"}, plan=load_plan(PLAN), evidence=ev)
     html = render_report(tmp_path / "goal.html", context=ctx)
     expected = _dom(html.read_text()).goal_status
     shot = tmp_path / "goal.png"
-    _run_chromium(exe, tmp_path, f"--screenshot={shot}", "--window-size=1280,4000", html.as_uri())
+    _run_chromium(exe, tmp_path, f"--screenshot={shot}", "--window-size=1280,7000", html.as_uri())
     chips = _chips(shot)
     # the goal table's status column: chips sharing one x position, one per visible row
     xs = np.array([c[1] for c in chips])
@@ -494,7 +517,9 @@ def test_tables_from_lazily_opened_zarr_stores(trial, tmp_path):
     np.testing.assert_allclose(
         validate(lazy_o, comps, lazy_c)["predicted"], validate(outcomes, comps, cohort)["predicted"]
     )
-    assert len(subgroup_table(lazy_c, lazy_o)) == len(subgroup_table(cohort, outcomes))
+    assert len(subgroup_table(lazy_c, lazy_o, SUBGROUPS)) == len(
+        subgroup_table(cohort, outcomes, SUBGROUPS)
+    )
 
 
 def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces):

@@ -127,7 +127,7 @@ def test_every_stage_wrote_its_outputs(tiny_run):
     assert ((gradient > 1) & (gradient < 80)).all()  # physiological Doppler gradients (mmHg)
     uq = json.loads((results / "uq.json").read_text())
     assert uq["enabled"] and uq["model_evaluations"] > 0
-    assert set(uq["outcomes"]) == {"ppm_moderate_or_severe", "ppm_severe"}
+    assert set(uq["outcomes"]) == {"ppm_moderate_or_severe", "ppm_severe", "high_gradient"}
     sa = json.loads((results / "sa.json").read_text())
     # the calibrated parameters join the UQ/SA parameters with their posterior
     calibrated = {"orifice_coefficient_balloon_expandable", "eoa_random_effect_sd"}

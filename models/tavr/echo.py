@@ -90,7 +90,8 @@ def measure(
     -------
     dict of str to ndarray
         ``mean_gradient_mmhg``, ``peak_gradient_mmhg``, ``peak_velocity_m_s``, ``eoa_cm2``,
-        ``eoai_cm2_m2``, ``ppm_class`` (measured) and ``stroke_volume_echo_ml``.
+        ``eoai_cm2_m2`` (measured) and ``stroke_volume_echo_ml``; the PPM class is derived
+        from the measured indexed EOA by :meth:`TAVRModel.derive`.
     """
     r = float(settings["vti_error_correlation"])
     z_jet = effects["echo.jet"]
@@ -112,6 +113,5 @@ def measure(
         "peak_velocity_m_s": v_peak,
         "eoa_cm2": eoa,
         "eoai_cm2_m2": eoai,
-        "ppm_class": ppm_class(eoai, patients["bmi_kg_m2"]),
         "stroke_volume_echo_ml": sv_echo,
     }

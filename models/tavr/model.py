@@ -598,6 +598,11 @@ class TAVRModel(Model):
     #: Time window (days after implantation) the model's state describes.
     timepoint_days: ClassVar[tuple[float, float] | None] = (0.0, 90.0)
     calibration_parameters: ClassVar[tuple[str, ...]] = CALIBRATION_PARAMETERS
+    derived_outputs: ClassVar[dict[str, tuple[str, ...]]] = {
+        "ppm_class": ("eoai_cm2_m2",),
+        "ppm_class_true": ("eoai_true_cm2_m2",),
+    }
+    card_file: ClassVar[str | None] = "card.yaml"
     #: VARC-3 events (VARC-3 Writing Committee, Eur Heart J 2021;42:1825-1857).
     events: ClassVar[dict[str, Event]] = {
         "ppm_moderate_or_severe": Event(
@@ -710,9 +715,9 @@ class TAVRModel(Model):
         bsa = np.asarray(patients["bsa_m2"])
         out.update(measured)
         out.update(geometry)
+        out["eoai_true_cm2_m2"] = out["eoa_true_cm2"] / bsa
+        out.update(self.derive(out, patients))
         out.update(
-            eoai_true_cm2_m2=out["eoa_true_cm2"] / bsa,
-            ppm_class_true=echo.ppm_class(out["eoa_true_cm2"] / bsa, patients["bmi_kg_m2"]),
             cardiac_output_l_min=out["stroke_volume_ml"]
             * np.asarray(patients["heart_rate_bpm"])
             / 1000.0,
@@ -730,6 +735,21 @@ class TAVRModel(Model):
         )
         status[invalid] = STATUS["invalid_input"]
         out["status"] = status
+        return out
+
+    def derive(
+        self, outputs: Mapping[str, np.ndarray], patients: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """VARC-3 PPM classes from the indexed EOA (measured and true) and the patient's BMI.
+
+        A missing indexed EOA (failed simulation) gives class −1.
+        """
+        out = {}
+        for cls, (eoai,) in self.derived_outputs.items():
+            if eoai in outputs:
+                x = np.asarray(outputs[eoai], dtype=float)
+                classes = echo.ppm_class(np.nan_to_num(x, nan=np.inf), patients["bmi_kg_m2"])
+                out[cls] = np.where(np.isfinite(x), classes, -1).astype(np.int8)
         return out
 
     def at_timepoint(
@@ -776,9 +796,5 @@ class TAVRModel(Model):
         out["peak_velocity_m_s"] = outputs["peak_velocity_m_s"] * grow**0.5
         for key in ("eoa_cm2", "eoai_cm2_m2", "eoa_true_cm2", "eoai_true_cm2_m2"):
             out[key] = outputs[key] * shrink
-        for cls, eoai in (("ppm_class", "eoai_cm2_m2"), ("ppm_class_true", "eoai_true_cm2_m2")):
-            valid = np.asarray(outputs[cls]) >= 0
-            out[cls] = np.where(
-                valid, echo.ppm_class(np.nan_to_num(out[eoai]), patients["bmi_kg_m2"]), -1
-            ).astype(np.int8)
+        out.update(self.derive(out, patients))
         return out

@@ -23,6 +23,7 @@ rule cohort:
         "../../environment.yml"
     params:
         cohort=config["cohort"],
+        subgroups=config["report"]["subgroups"],
         seed=config["trial"]["seed"],
     script:
         "../scripts/cohort.py"
