@@ -1,13 +1,15 @@
 """isct: orchestration of in-silico clinical trials.
 
-Trial config (:func:`load_config`), the Dask simulation engine (:func:`simulate`), cluster
-clients (:func:`open_client`), provenance and the ``isct`` command line.
+The trial (:func:`load_config` → :class:`Trial`), the Dask simulation engine
+(:func:`simulate`), cluster clients (:func:`open_client`), the workflow's stages
+(:mod:`isct.stages`), provenance and the ``isct`` command line. isct knows no device: the
+model, its arms and everything device-specific come from the trial config.
 
 Examples
 --------
 >>> import isct
->>> ds = isct.simulate("results/t/cohort.zarr", "tavr",
-...                    [{"name": "be", "device": {"family": "balloon_expandable"}}],
+>>> trial = isct.load_config("my_trial.yaml")  # doctest: +SKIP
+>>> ds = isct.simulate("results/t/cohort.zarr", trial.model, trial.arms,
 ...                    "results/t/outcomes.zarr")  # doctest: +SKIP
 """
 
@@ -19,12 +21,14 @@ from .cluster import open_client
 from .config import load_config
 from .engine import expand_arms, simulate
 from .errors import ConfigError, IsctError, SimulationIncompleteError, StoreMismatchError
+from .trial import Trial
 
 __all__ = [
     "ConfigError",
     "IsctError",
     "SimulationIncompleteError",
     "StoreMismatchError",
+    "Trial",
     "__version__",
     "expand_arms",
     "load_config",

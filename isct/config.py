@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .trial import Trial
 
 __all__ = [
     "REPO_ROOT",
@@ -132,13 +133,14 @@ def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator
     """Load every file the config names with its own validator, so a bad population spec,
     plan or comparator table stops the run before any work too."""
     import cohorts
-    from credibility.comparators import ComparatorError, load_comparators
+    from credibility.comparators import ComparatorError, load_comparators, load_populations
     from credibility.plan import PlanError, load_plan
 
     checks = {
         "cohort.population": (cohorts.load_spec, cohorts.CohortSpecError),
         "credibility.plan": (load_plan, PlanError),
         "credibility.comparators": (load_comparators, ComparatorError),
+        "credibility.comparator_populations": (load_populations, ComparatorError),
     }
     for key, (load, error) in checks.items():
         if files.get(key):
@@ -162,6 +164,9 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         "model.card": config["model"].get("card"),
         "credibility.plan": config.get("credibility", {}).get("plan"),
         "credibility.comparators": config.get("credibility", {}).get("comparators"),
+        "credibility.comparator_populations": config.get("credibility", {}).get(
+            "comparator_populations"
+        ),
     }
     missing = False
     for key, path in files.items():
@@ -244,8 +249,8 @@ def uncertainty_problem(config: Mapping[str, Any], *, source: str = "<config>"):
     )
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read and validate a trial config file (see :func:`validate_config`)."""
+def load_config(path: str | os.PathLike) -> Trial:
+    """Read and validate a trial config file (see :func:`validate_config`) into a :class:`Trial`."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -255,4 +260,4 @@ def load_config(path: str | os.PathLike) -> dict:
         config = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return validate_config(config, source=str(path))
+    return Trial.from_dict(config, source=str(path), path=path)

@@ -39,6 +39,7 @@ import zarr
 from models import STATUS, STATUS_FLAG_MEANINGS, Model, get_model, run_batch
 
 from .errors import ConfigError, SimulationIncompleteError, StoreMismatchError
+from .jsonio import canonical
 
 __all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "simulate"]
 
@@ -109,20 +110,6 @@ def expand_arms(
     if dupes:
         raise ConfigError(f"arms: names must be unique, repeated: {dupes}")
     return base
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {obj!r}")
 
 
 def _open_cohort(cohort: xr.Dataset | str | os.PathLike) -> tuple[xr.Dataset, str | None]:
@@ -343,8 +330,8 @@ def simulate(
         "cohort_sha256": _cohort_hash(ds, [*names, *device_inputs], cohort_path),
         "model": model_obj.name,
         "model_version": model_obj.version,
-        "arms": _canonical(arms),
-        "settings": _canonical(settings),
+        "arms": canonical(arms),
+        "settings": canonical(settings),
     }
     for arm in arms:  # a device or settings the model cannot run is one clear error, now
         try:
@@ -379,11 +366,11 @@ def simulate(
         batch_size = min(batch_size, n)
         out.parent.mkdir(parents=True, exist_ok=True)
         attrs = {
-            "isct_identity": _canonical(identity),
+            "isct_identity": canonical(identity),
             "model": model_obj.name,
             "model_version": model_obj.version,
-            "arms_json": _canonical(arms),
-            "settings_json": _canonical(settings),
+            "arms_json": canonical(arms),
+            "settings_json": canonical(settings),
             "batch_size": batch_size,
         }
         _template(out, model_obj, arms, patient, batch_size, extra_dims, attrs)
@@ -421,7 +408,7 @@ def simulate(
         status_counts={k: status_counts.get(v, 0) for k, v in STATUS.items()},
     )
     group = zarr.open_group(out, mode="r+")
-    group.attrs["isct_last_run"] = _canonical(stats)
+    group.attrs["isct_last_run"] = canonical(stats)
     if failures:
         raise SimulationIncompleteError(
             f"{len(failures)} of {len(todo)} batches failed after {retries} retries "

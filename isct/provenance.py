@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .errors import IsctError
+
 __all__ = [
     "MANIFEST_NAME",
     "STAGE_RECORDS",
@@ -78,7 +80,7 @@ _IGNORED_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(IsctError, RuntimeError):
     """The manifest cannot be written or read (missing path, bad JSON); names the file/key."""
 
 

@@ -27,20 +27,18 @@ import zarr
 
 from models import get_model, run_batch
 
-from .config import load_config, model_of
+from .config import load_config
 from .errors import IsctError
+from .jsonio import plain
 from .provenance import MANIFEST_NAME, ManifestError, Mismatch, verify_hashes
+from .trial import Trial
 
 __all__ = ["Difference", "Resimulation", "VerifyResult", "resimulate", "verify"]
 
 
 def _plain(value: Any) -> Any:
-    """A stored or re-simulated value as JSON (NaN as None, arrays as lists)."""
-    value = np.asarray(value)
-    if value.ndim:
-        return [_plain(v) for v in value]
-    item = value.item()
-    return None if isinstance(item, float) and np.isnan(item) else item
+    """A stored or re-simulated value as strict JSON (NaN as None, arrays as lists)."""
+    return plain(np.asarray(value), nan=None)
 
 
 @dataclass(frozen=True)
@@ -162,7 +160,7 @@ def resimulate(
     *,
     sample: int | None = 100,
     seed: int = 0,
-    config: dict | None = None,
+    trial: Trial | None = None,
 ) -> Resimulation:
     """Re-simulate ``sample`` random patients of every arm and compare bit for bit.
 
@@ -174,8 +172,8 @@ def resimulate(
         Number of patients (chosen with ``seed``); None re-simulates every patient.
     seed : int, default 0
         Seed of the choice of patients.
-    config : dict, optional
-        The trial config; supplies the model's options (external solvers). Without it the
+    trial : Trial, optional
+        The trial; supplies the model's options (external solvers). Without it the
         model is found by the registry name recorded in the outcomes store.
 
     Returns
@@ -194,8 +192,8 @@ def resimulate(
         if not (p / "zarr.json").exists():
             raise IsctError(f"{p}: no zarr store here; is {results} a results folder of isct?")
     outcomes = xr.open_zarr(outcomes_path, consolidated=False)
-    if config is not None and config["model"]["name"] in (outcomes.attrs["model"], "external"):
-        model = model_of(config)
+    if trial is not None and trial["model"]["name"] in (outcomes.attrs["model"], "external"):
+        model = trial.model
     else:
         model = get_model(outcomes.attrs["model"])
     arms = json.loads(outcomes.attrs["arms_json"])
@@ -290,11 +288,11 @@ def verify(
         raise IsctError(str(err)) from err
     resim = None
     if sample is None or sample > 0:
-        resim = resimulate(results, sample=sample, seed=seed, config=_trial_config(results, root))
+        resim = resimulate(results, sample=sample, seed=seed, trial=_trial(results, root))
     return VerifyResult(str(results), mismatches, resim)
 
 
-def _trial_config(results: Path, root: Path) -> dict | None:
+def _trial(results: Path, root: Path) -> Trial | None:
     """The trial config the manifest names, if it is still readable and valid."""
     try:
         recorded = json.loads((results / MANIFEST_NAME).read_text())["config"]["path"]

@@ -159,6 +159,9 @@ class Model:
     derived_outputs: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: The model card shipped with the model (``None``: no card).
     card_file: ClassVar[str | None] = None
+    #: The output holding the implanted device's size, which a comparator row's ``size_mm``
+    #: selects (``None``: the model has no device sizes).
+    size_output: ClassVar[str | None] = None
 
     def code_verification(self) -> dict[str, Any] | None:
         """Code verification evidence: the numerics against a problem with a known solution.

@@ -12,11 +12,12 @@ import xarray as xr
 import yaml
 from distributed import Client, LocalCluster
 
-from isct.analysis import EngineEvaluator, model_events
 from isct.cli import main
 from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
 from isct.config import REPO_ROOT
 from isct.errors import ConfigError
+from isct.evaluator import EngineEvaluator
+from isct.stages.uq import model_events
 
 pytestmark = pytest.mark.distributed
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from isct.config import REPO_ROOT, validate_config
-from isct.evidence import _verification
+from isct.config import REPO_ROOT
+from isct.stages.credibility import _verification
+from isct.trial import Trial
 from models import Model, get_model
 
 
-def config_for(model: str) -> dict:
-    return validate_config(
+def config_for(model: str) -> Trial:
+    return Trial.from_dict(
         {
             "trial": {"name": "ev"},
             "cohort": {"population": "cohorts/populations/tavr_severe_as.yaml", "n": 10},

@@ -456,7 +456,8 @@ def test_design_sweep_config_sweeps_real_design_parameters() -> None:
     from isct.engine import expand_arms
 
     config = load_config(REPO_ROOT / "config" / "trials" / "tavr_design_sweep.yaml")
-    arms = expand_arms(config["arms"], config["design_sweep"])
+    arms = config.arms
+    assert arms == expand_arms(config.to_dict()["arms"], config.to_dict()["design_sweep"])
     assert len(arms) == 12
     keys = set(config["design_sweep"]["grid"])
     assert keys == {"leaflet_position", "implant_depth_mm"} and keys <= set(

@@ -17,8 +17,9 @@ import zarr
 
 from isct.cli import main
 from isct.config import REPO_ROOT, load_config
-from isct.evidence import reproducibility_evidence, run_credibility, run_report
 from isct.provenance import hash_path, verify_hashes
+from isct.stages import reproducibility_evidence, run_credibility, run_report
+from isct.trial import Trial
 
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
 STAGES = ("cohort", "simulate", "uq", "sensitivity", "credibility", "report")
@@ -78,7 +79,7 @@ def _assessment(results: Path) -> pd.Series:
     return pd.read_csv(results / "evidence" / "assessment.csv").set_index("factor")["status"]
 
 
-def _report_again(workdir: Path, config: dict | None = None) -> dict:
+def _report_again(workdir: Path, config: Trial | None = None) -> dict:
     """The credibility and report stages once more on a copied run; the final evidence."""
     config = config or load_config(TINY)
     results = workdir / "results" / "ci_tiny"
@@ -225,8 +226,7 @@ def test_outcomes_that_differ_from_a_resimulation_fail_use_error(tiny_copy):
     results = tiny_copy / "results" / "ci_tiny"
     patient = _ok_patient(results, arm=1)
     old = _change_outcome(results, "mean_gradient_mmhg", arm=1, patient=patient, delta=1.0)
-    config = load_config(TINY)
-    config["credibility"]["resimulation"]["patients"] = 40  # every patient
+    config = load_config(TINY).replace({"credibility.resimulation.patients": 40})  # everyone
     rerun = _report_again(tiny_copy, config)["reproducibility"]
     assert rerun["resimulation_match"] is False and rerun["error"] is None
     assert rerun["patients_checked"] == 40 and rerun["returncode"] == 1
@@ -414,13 +414,12 @@ def test_a_changed_trial_config_reruns_the_stages_it_feeds(tiny_run, tmp_path):
 
 def test_simulate_stage_starts_over_when_the_trial_changed(tmp_path, monkeypatch):
     import cohorts
-    from isct.config import validate_config
     from isct.stages import run_simulate
 
     monkeypatch.setenv("ISCT_WORKERS", "1")
     spec = cohorts.load_spec(REPO_ROOT / "cohorts" / "populations" / "tavr_severe_as.yaml")
     cohorts.write_cohort(spec, 30, tmp_path / "cohort.zarr", seed=1)
-    config = validate_config(
+    config = Trial.from_dict(
         {
             "trial": {"name": "change"},
             "cohort": {"population": "cohorts/populations/tavr_severe_as.yaml", "n": 30},
@@ -440,7 +439,7 @@ def test_simulate_stage_starts_over_when_the_trial_changed(tmp_path, monkeypatch
         summary=str(tmp_path / "s.json"),
     )
     assert list(first["arm"].values) == ["a"]
-    config["arms"].append({"name": "b", "device": {"eoa_cm2": 2.0}})
+    config = config.replace({"arms": [*config["arms"], {"name": "b", "device": {"eoa_cm2": 2.0}}]})
     second = run_simulate(
         config,
         cohort=str(tmp_path / "cohort.zarr"),

@@ -603,6 +603,7 @@ class TAVRModel(Model):
         "ppm_class_true": ("eoai_true_cm2_m2",),
     }
     card_file: ClassVar[str | None] = "card.yaml"
+    size_output: ClassVar[str | None] = "valve_size_mm"
     #: VARC-3 events (VARC-3 Writing Committee, Eur Heart J 2021;42:1825-1857).
     events: ClassVar[dict[str, Event]] = {
         "ppm_moderate_or_severe": Event(

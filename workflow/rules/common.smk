@@ -22,9 +22,14 @@ def population_spec(wildcards):
 
 
 def credibility_inputs(wildcards):
-    """Plan and comparator files the credibility stage reads (when the config names them)."""
+    """Plan, comparator and comparator-population files the credibility stage reads."""
     cred = config.get("credibility", {})
-    return [repo_path(p) for p in (cred.get("plan"), cred.get("comparators")) if p]
+    files = (
+        cred.get("plan"),
+        cred.get("comparators"),
+        cred.get("comparator_populations"),
+    )
+    return [repo_path(p) for p in files if p]
 
 
 def trial_config_file():

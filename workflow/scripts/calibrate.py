@@ -1,13 +1,12 @@
 """Snakemake adapter: calibration stage."""
 
-from isct.calibrate import run_calibrate
-from isct.stages import setup_logging, trial_config
+from isct.stages import run_calibrate, setup_logging, trial_of
 
 # Dask worker processes re-import this file (spawn): run only in the Snakemake job itself.
 if __name__ == "__main__":
     setup_logging(snakemake.log[0], snakemake.threads)  # noqa: F821
     run_calibrate(
-        trial_config(snakemake.config),  # noqa: F821
+        trial_of(snakemake.config),  # noqa: F821
         cohort=snakemake.input.cohort,  # noqa: F821
         summary=snakemake.output.summary,  # noqa: F821
         fit_table=snakemake.output.fit,  # noqa: F821

@@ -1,13 +1,12 @@
 """Snakemake adapter: report stage (assessment, manifest, HTML/PDF report)."""
 
-from isct.evidence import run_report
-from isct.stages import setup_logging, trial_config
+from isct.stages import run_report, setup_logging, trial_of
 
 # Dask worker processes re-import this file (spawn): run only in the Snakemake job itself.
 if __name__ == "__main__":
     setup_logging(snakemake.log[0], snakemake.threads)  # noqa: F821
     run_report(
-        trial_config(snakemake.config, snakemake.input.calibration),  # noqa: F821
+        trial_of(snakemake.config, snakemake.input.calibration),  # noqa: F821
         results=snakemake.params.results,  # noqa: F821
         html=snakemake.output.html,  # noqa: F821
         manifest=snakemake.output.manifest,  # noqa: F821

@@ -1,11 +1,7 @@
-"""Credibility and report stages: evidence computed from the run, then the report.
+"""Report stage (``workflow/rules/report.smk``): the assessment, the manifest, the report.
 
-The credibility stage checks the stage chain up to itself (every file it and the simulate
-stage read is the one its writer recorded), then computes verification (code verification of
-the model's numerics and a three-level time-step study → GCI), validation against the
-comparator file, and the applicability of the comparator populations. The report stage
-checks the whole stage chain again (software quality assurance evidence), writes the
-manifest, has a separate ``isct verify`` process re-simulate sampled patients from the
+The stage checks the whole stage chain again (software quality assurance evidence), writes
+the manifest, has a separate ``isct verify`` process re-simulate sampled patients from the
 manifest alone (use-error evidence), assesses every V&V 40 factor of the plan and renders the
 report.
 """
@@ -22,178 +18,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
 from models import load_card
 
-from .config import REPO_ROOT, model_of, resolve_path
-from .provenance import check_stage_chain, record_stage, write_manifest
-from .stages import arms_of, write_json
+from ..jsonio import write_json
+from ..provenance import check_stage_chain, record_stage, write_manifest
+from ..trial import Trial
 
-__all__ = ["reproducibility_evidence", "run_credibility", "run_report"]
+__all__ = ["reproducibility_evidence", "run_report"]
 
-log = logging.getLogger("isct.evidence")
+log = logging.getLogger("isct.report")
 
-#: Stages whose records the credibility stage checks (its upstream and itself); the UQ and
-#: SA stages may still be running beside it.
-CREDIBILITY_UPSTREAM = ("cohort", "calibrate", "simulate", "credibility")
 #: Upper bound on the separate re-simulation process (external solvers can be slow).
 VERIFY_TIMEOUT_S = 3600
 #: Characters of the verify process's stderr kept in the evidence when it fails.
 STDERR_TAIL = 2000
 #: Rows of re-simulation differences kept in the evidence (``n_differences`` counts them all).
 MAX_DIFFERENCES_SHOWN = 100
-
-
-def _verification(config: dict, cohort: xr.Dataset) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Calculation verification: three step sizes per arm → GCI per endpoint and patient.
-
-    The GCI follows Celik et al. (2008) for the observed order, with the factor-of-safety rule
-    of Oberkampf & Roy (2010) against the model's formal order: Celik's formula alone blows up
-    where event-limited or non-asymptotic data give a tiny apparent order.
-    """
-    from credibility.verification import gci_oberkampf_roy
-
-    model = model_of(config)
-    vcfg = config["credibility"]["verification"]
-    k = min(vcfg["patients"], cohort.sizes["patient"])
-    patients = {name: cohort[name].values[:k] for name in model.inputs}
-    settings = config["model"]["settings"]
-    if model.formal_order is None or model.step_setting is None:
-        return {"note": f"model {model.name!r} declares no discretisation to verify"}, None
-    key, default = model.step_setting
-    dt = settings.get(key, default)
-    r = float(vcfg["refinement"])
-    dts = [float(dt) * r * r, float(dt) * r, float(dt)]
-    frames, per_arm = [], {}
-    for arm in arms_of(config):
-        study = model.time_step_study(patients, arm["device"], dts, settings)
-        if study is None:
-            return {"note": f"model {model.name!r} offers no time-step study"}, None
-        ok = np.asarray(study["converged"]).all(axis=0)
-        for e, levels in study["endpoints"].items():  # every endpoint the step can change
-            f3, f2, f1 = (np.asarray(level)[ok] for level in levels)
-            result = gci_oberkampf_roy(f1, f2, f3, r, p_formal=model.formal_order)
-            frame = result.to_frame(
-                index=[f"{arm['name']}/{e}/patient{i}" for i in np.flatnonzero(ok)]
-            )
-            frame["arm"], frame["endpoint"] = arm["name"], e
-            frames.append(frame)
-        per_arm[arm["name"]] = int(ok.sum())
-    table = pd.concat(frames)
-    summary_rows = (
-        table.groupby(["arm", "endpoint"])["gci_fine_pct"].agg(["median", "max"]).reset_index()
-    )
-    # The goal is on the quantities of interest (the trial's endpoints); event times such as
-    # ejection_time_s are resolved only to one step and are reported, not graded.
-    qoi = [e for e in config["endpoints"] if e in set(table["endpoint"])]
-    graded = table[table["endpoint"].isin(qoi)] if qoi else table
-    gci_max = float(np.nanmax(graded["gci_fine_pct"])) if len(graded) else float("nan")
-    evidence = {
-        "dt_s": dts,
-        "refinement": r,
-        "formal_order": model.formal_order,
-        "safety_factor": "1.25 in the asymptotic range, else 3 (Oberkampf & Roy 2010)",
-        "patients_per_arm": per_arm,
-        "graded_endpoints": qoi,
-        "gci_max_pct": gci_max,
-        "gci_median_pct": float(np.nanmedian(graded["gci_fine_pct"]))
-        if len(graded)
-        else float("nan"),
-        "observed_order_median": float(np.nanmedian(graded["p"])) if len(graded) else float("nan"),
-        "monotonic_fraction": float(
-            graded["convergence"].isin(["monotonic", "grid_independent"]).mean()
-        ),
-        "method": "Grid Convergence Index (Roache 1998); observed order by Celik et al. 2008, "
-        "doi:10.1115/1.2960953; factor of safety by Oberkampf & Roy 2010, section 8.7.2",
-    }
-    # per arm and endpoint; written to evidence/gci.csv (not repeated in the evidence JSON)
-    gci_table = summary_rows.rename(columns={"median": "gci_median_pct", "max": "gci_fine_pct"})
-    return evidence, gci_table
-
-
-def run_credibility(
-    config: dict, *, cohort: str, outcomes: str, evidence: str, validation: str
-) -> dict[str, Any]:
-    """Credibility stage: verification, validation and applicability evidence."""
-    from credibility.comparators import load_comparators, load_populations
-    from credibility.validation import applicability, validate
-
-    from .projection import timepoint_projector
-
-    out_dir = Path(evidence).parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    res = Path(outcomes).parent
-    cred = config["credibility"]
-    read: dict[str, Any] = {"cohort": cohort, "outcomes": outcomes}
-    calibration_file = res / "calibration" / "calibration.json"
-    if calibration_file.is_file():
-        read["calibration"] = calibration_file
-    if cred["comparators"]:
-        comparators_file = resolve_path(cred["comparators"])
-        read["comparators"] = comparators_file
-        populations_file = comparators_file.with_name(comparators_file.stem + "_populations.csv")
-        if populations_file.is_file():
-            read["comparator_populations"] = populations_file
-    # hash what this stage reads as it reads it, then check every link up to here
-    reads = record_stage(res, "credibility", inputs=read, outputs={})["inputs"]
-    chain = check_stage_chain(res, stages=CREDIBILITY_UPSTREAM)
-    for broken in chain:
-        log.warning("stage chain: %s", broken)
-    coh = xr.open_zarr(cohort, consolidated=False).load()
-    outs = xr.open_zarr(outcomes, consolidated=False).load()
-    model = model_of(config)
-    result: dict[str, Any] = {
-        "stage_chain": {
-            "stages": list(CREDIBILITY_UPSTREAM),
-            "mismatches": [m.to_dict() for m in chain],
-        }
-    }
-    code = model.code_verification()
-    if code is not None:
-        result["code_verification"] = code
-    verification, gci_table = _verification(config, coh)
-    result["verification"] = verification
-    written: dict[str, Any] = {"validation": validation}
-    if gci_table is not None:
-        gci_table.to_csv(out_dir / "gci.csv", index=False)
-        written["gci"] = out_dir / "gci.csv"
-    if cred["comparators"]:
-        comparators = load_comparators(read["comparators"])
-        # validation rows only, each at its own time point (or excluded with the reason)
-        table = validate(
-            outs,
-            comparators,
-            coh,
-            role="validation",
-            at_timepoint=timepoint_projector(model, outs, coh, config["model"]["settings"]),
-        )
-        table.to_csv(validation, index=False)
-        result["validation_table"] = str(validation)
-        if "comparator_populations" in read:
-            frames = []
-            for name, population in load_populations(read["comparator_populations"]).items():
-                frame = applicability(coh, population, on_missing="skip")
-                frame.insert(0, "population", name)
-                frames.append(frame)
-            pd.concat(frames).to_csv(out_dir / "applicability.csv", index=False)
-            written["applicability"] = out_dir / "applicability.csv"
-    else:
-        pd.DataFrame().to_csv(validation, index=False)
-    write_json(evidence, result)
-    record_stage(res, "credibility", inputs=reads, outputs={"evidence": evidence, **written})
-    return result
-
-
-def _model_card_path(config: dict) -> Path | None:
-    """The model card the config names, else the model package's own ``card.yaml``."""
-    card = config["model"].get("card")
-    if card:
-        return resolve_path(card)
-    default = REPO_ROOT / "models" / config["model"]["name"] / "card.yaml"
-    return default if default.is_file() else None
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
@@ -296,7 +139,7 @@ def reproducibility_evidence(
 
 
 def run_report(
-    config: dict, *, results: str, html: str, manifest: str, config_path: str | None = None
+    trial: Trial, *, results: str, html: str, manifest: str, config_path: str | None = None
 ) -> Path:
     """Report stage: stage chain and re-run evidence, V&V 40 assessment, manifest and report.
 
@@ -312,16 +155,19 @@ def run_report(
 
     res = Path(results)
     ev_dir = res / "evidence"
-    cred = config["credibility"]
-    model = model_of(config)
+    cred = trial["credibility"]
+    model = trial.model
     figures = {
         "cohort_check": res / "figures" / "cohort_check.png",
         "uq_intervals": res / "figures" / "uq_intervals.png",
         "sa_indices": res / "figures" / "sa_indices.png",
         "sa_convergence": res / "figures" / "sa_convergence.png",
     }
-    card_path = _model_card_path(config)
-    plan_path = resolve_path(cred["plan"]) if cred["plan"] else None
+    card_file = trial["model"].get("card")
+    card_path = trial.resolve(card_file) if card_file else model.card_path()
+    if card_path is not None and not card_path.is_file():
+        card_path = None
+    plan_path = trial.resolve(cred["plan"]) if cred["plan"] else None
     candidates = {
         "evidence": ev_dir / "evidence.json",
         "validation": ev_dir / "validation.csv",
@@ -357,28 +203,26 @@ def run_report(
     card = load_card(card_path, model) if card_path is not None else None
 
     inputs: dict[str, Path] = {
-        "population_spec": resolve_path(config["cohort"]["population"]),
+        "population_spec": trial.resolve(trial["cohort"]["population"]),
         "model_source": Path(__import__(type(model).__module__, fromlist=["_"]).__file__).parent,
     }
-    for key in ("plan", "comparators"):
+    for key in ("plan", "comparators", "comparator_populations"):
         if cred[key]:
-            inputs[key] = resolve_path(cred[key])
-    if config["model"].get("card"):
-        inputs["model_card"] = resolve_path(config["model"]["card"])
+            inputs[key] = trial.resolve(cred[key])
+    if trial["model"].get("card"):
+        inputs["model_card"] = trial.resolve(trial["model"]["card"])
     outputs = {
         p.name: p
         for p in sorted(res.iterdir())
         if p.name not in ("manifest.json", "logs", "benchmarks", "runs")
         and not p.name.endswith("_runs.zarr")
     }
-    seeds = {"trial_seed": config["trial"]["seed"]}
+    seeds = {"trial_seed": trial.seed}
     root = res.parent.parent
-    cfg_file = Path(config_path) if config_path else REPO_ROOT / "config" / "config.yaml"
+    cfg_file = Path(config_path) if config_path else trial.path
     manifest_args = {"config_path": cfg_file, "inputs": inputs, "seeds": seeds, "root": root}
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
-    rerun = reproducibility_evidence(
-        res, sample=cred["resimulation"]["patients"], seed=config["trial"]["seed"]
-    )
+    rerun = reproducibility_evidence(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
 
     validation = _read_csv(ev_dir / "validation.csv")
     applic = _read_csv(ev_dir / "applicability.csv")
@@ -395,7 +239,7 @@ def run_report(
         stage_chain=[m.to_dict() for m in chain],
         reproducibility=rerun,
         calibration=calibration,
-        quantities_of_interest=config["endpoints"],
+        quantities_of_interest=trial.endpoints,
     )
     plan = load_plan(plan_path) if plan_path is not None else None
     if plan is not None:  # show the plan as the config names it, not a machine path
@@ -413,14 +257,14 @@ def run_report(
             f"{a}/{e}" for a, e in zip(gci_table["arm"], gci_table["endpoint"], strict=True)
         ]
         verification["gci_table"] = gci_table
-    trial = {
-        **config["trial"],
-        "n_patients": config["cohort"]["n"],
-        "arms": [a["name"] for a in arms_of(config)],
+    about = {
+        **trial["trial"],
+        "n_patients": trial["cohort"]["n"],
+        "arms": trial.arm_names,
         "model": f"{model.name} {model.version}",
     }
     answer = None
-    question = config["report"].get("question")
+    question = trial["report"].get("question")
     if question and outcomes is not None and cohort is not None:
         from credibility.answer import answer_tables, plot_answer
 
@@ -442,10 +286,10 @@ def run_report(
         }
     context = build_context(
         events=model.events,
-        subgroups=config["report"]["subgroups"],
+        subgroups=trial["report"]["subgroups"],
         answer=answer,
         calibration=calibration_context,
-        trial=trial,
+        trial=about,
         cohort=cohort,
         outcomes=outcomes,
         cohort_check=_read_csv(res / "cohort_check.csv"),
@@ -460,17 +304,17 @@ def run_report(
         model_card=card,
         manifest=json.loads(Path(manifest).read_text()),
         figures={k: v for k, v in figures.items() if v.is_file()},
-        endpoints=[e for e in config["endpoints"] if e in outcomes],
+        endpoints=[e for e in trial.endpoints if e in outcomes],
     )
-    out = render_report(html, context=context, pdf=config["report"]["pdf"])
+    out = render_report(html, context=context, pdf=trial["report"]["pdf"])
     written["html"] = Path(html)
-    if config["report"]["pdf"]:
+    if trial["report"]["pdf"]:
         written["pdf"] = Path(html).with_suffix(".pdf")
     record_stage(res, "report", inputs=reads, outputs=written)
     if assessment is not None:
         outputs["assessment.csv"] = ev_dir / "assessment.csv"
     outputs["credibility_report.html"] = Path(html)
-    if config["report"]["pdf"]:
+    if trial["report"]["pdf"]:
         outputs["credibility_report.pdf"] = Path(html).with_suffix(".pdf")
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
     if rerun["error"]:

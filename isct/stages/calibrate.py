@@ -1,4 +1,4 @@
-"""Calibrate stage: fit a trial's declared calibration parameters to its calibration rows.
+"""Calibrate stage (``workflow/rules/calibrate.smk``): fit a trial's declared calibration parameters to its calibration rows.
 
 Between cohort and simulate. The trial config declares, under ``calibration.parameters``,
 model settings to fit and their prior range; the comparator file's ``role: calibration`` rows
@@ -30,14 +30,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .analysis import EngineEvaluator, _subset
-from .cluster import client_from_env
-from .config import model_of, resolve_path
-from .errors import ConfigError
-from .projection import timepoint_projector
-from .provenance import record_stage
+from ..cluster import client_from_env
+from ..errors import ConfigError
+from ..evaluator import EngineEvaluator, first_patients
+from ..jsonio import write_json
+from ..projection import timepoint_projector
+from ..provenance import record_stage
+from ..trial import Trial, thaw
 
-__all__ = ["calibrated_settings", "run_calibrate"]
+__all__ = ["run_calibrate"]
 
 log = logging.getLogger("isct.calibrate")
 
@@ -109,15 +110,15 @@ def _needed_outputs(model, rows: pd.DataFrame) -> list[str]:
     from credibility.comparators import where_variables
 
     names = {"status", *rows["quantity"]}
-    if "valve_size_mm" in model.outputs:
-        names.add("valve_size_mm")
+    if model.size_output is not None:
+        names.add(model.size_output)
     for text in rows["where"]:
         names |= {v for v in where_variables(text) if v in model.outputs}
     return sorted(names)
 
 
 def run_calibrate(
-    config: dict,
+    trial: Trial,
     *,
     cohort: str,
     summary: str,
@@ -138,9 +139,7 @@ def run_calibrate(
     from credibility.comparators import load_comparators, rows_with_role
     from credibility.uq import problem_from_config
 
-    from .stages import arms_of, write_json
-
-    ccfg = config["calibration"]
+    ccfg = trial["calibration"]
     params = ccfg["parameters"]
     Path(summary).parent.mkdir(parents=True, exist_ok=True)
     results_dir = Path(cohort).parent
@@ -156,7 +155,7 @@ def run_calibrate(
         pd.DataFrame().to_csv(loso_table, index=False)
         record_stage(results_dir, "calibrate", inputs={"cohort": cohort}, outputs=written)
         return result
-    model = model_of(config)
+    model = trial.model
     allowed = set(getattr(model, "calibration_parameters", ()))
     unknown = sorted(set(params) - allowed)
     if unknown:
@@ -164,12 +163,12 @@ def run_calibrate(
             f"key 'calibration.parameters' names {unknown}, which model {model.name!r} does not "
             f"declare as calibration parameters; allowed: {sorted(allowed)}"
         )
-    comp_path = config["credibility"]["comparators"]
+    comp_path = trial["credibility"]["comparators"]
     if not comp_path:
         raise ConfigError(
             "key 'calibration.parameters' is set but 'credibility.comparators' is not"
         )
-    path = resolve_path(comp_path)
+    path = trial.resolve(comp_path)
     rows = rows_with_role(load_comparators(path), "calibration")
     if rows.empty:
         raise ConfigError(
@@ -185,17 +184,17 @@ def run_calibrate(
         },
         source="calibration.parameters",
     )
-    seed = int(config["trial"]["seed"])
+    seed = trial.seed
     X = design(problem, ccfg["design_points"], seed=seed)
-    subset = _subset(cohort, ccfg["patients"])
-    arms = ccfg["arms"] or arms_of(config)
+    subset = first_patients(cohort, ccfg["patients"])
+    arms = thaw(ccfg["arms"]) or trial.arms
     arm_names = [a["name"] for a in arms]
-    settings = dict(config["model"]["settings"])
+    settings = trial.settings
     needed = _needed_outputs(model, rows)
     from credibility.validation import comparator_uncertainty
 
     u_d = np.array([comparator_uncertainty(r)[0] for r in rows.to_dict("records")])
-    forms = {"model": {}, **ccfg["model_forms"]}
+    forms = {"model": {}, **thaw(ccfg["model_forms"])}
     runs_dir = Path(runs)
     out: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
@@ -211,7 +210,7 @@ def run_calibrate(
                 needed,
                 runs_dir / name,
                 settings={**settings, **overlay},
-                batch_size=config["simulation"]["batch_size"],
+                batch_size=trial["simulation"]["batch_size"],
                 client=client,
             )
 
@@ -314,14 +313,3 @@ def run_calibrate(
         {k: round(v["rms_z"], 2) for k, v in cv.items()},
     )
     return result
-
-
-def calibrated_settings(config: dict, calibration_json: str | Path | None) -> dict[str, Any]:
-    """The model settings of the trial with the calibrated values (posterior means) applied."""
-    import json
-
-    settings = dict(config["model"]["settings"])
-    if calibration_json is None or not Path(calibration_json).is_file():
-        return settings
-    data = json.loads(Path(calibration_json).read_text())
-    return {**settings, **data.get("settings", {})}
