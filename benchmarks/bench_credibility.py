@@ -24,8 +24,8 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from credibility.report import arm_differences, failure_table, results_by_arm, subgroup_table
-from credibility.validation import area_metric
+from credibility.metrics import area_metric
+from credibility.tables import arm_differences, failure_table, results_by_arm, subgroup_table
 from credibility.verification import gci
 from isct.provenance import hash_path
 

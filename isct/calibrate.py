@@ -72,6 +72,7 @@ def _statistics(
             cohort,
             role="calibration",
             at_timepoint=timepoint_projector(model, ds, cohort, row_settings),
+            size_variable=size_output(model),
         )
         Y.append(table["predicted"].to_numpy(dtype=float))
         se.append(table["u_num"].to_numpy(dtype=float))
@@ -105,12 +106,20 @@ def _calibrate_form(
     return {"emulator": emulator, "post": post, "u_obs": u_obs, "X": X, "loso": loso}
 
 
+def size_output(model) -> str | None:
+    """The output a comparator row's ``size_mm`` selects on, None if the model has none.
+
+    Stop-gap until models declare their size output.
+    """
+    return "valve_size_mm" if "valve_size_mm" in model.outputs else None
+
+
 def _needed_outputs(model, rows: pd.DataFrame) -> list[str]:
     from credibility.comparators import where_variables
 
     names = {"status", *rows["quantity"]}
-    if "valve_size_mm" in model.outputs:
-        names.add("valve_size_mm")
+    if size_output(model):
+        names.add(size_output(model))
     for text in rows["where"]:
         names |= {v for v in where_variables(text) if v in model.outputs}
     return sorted(names)

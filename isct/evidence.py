@@ -118,9 +118,11 @@ def run_credibility(
     config: dict, *, cohort: str, outcomes: str, evidence: str, validation: str
 ) -> dict[str, Any]:
     """Credibility stage: verification, validation and applicability evidence."""
+    from credibility.applicability import applicability
     from credibility.comparators import load_comparators, load_populations
-    from credibility.validation import applicability, validate
+    from credibility.validation import validate
 
+    from .calibrate import size_output
     from .projection import timepoint_projector
 
     out_dir = Path(evidence).parent
@@ -169,6 +171,7 @@ def run_credibility(
             coh,
             role="validation",
             at_timepoint=timepoint_projector(model, outs, coh, config["model"]["settings"]),
+            size_variable=size_output(model),
         )
         table.to_csv(validation, index=False)
         result["validation_table"] = str(validation)
@@ -307,8 +310,9 @@ def run_report(
     (:func:`reproducibility_evidence`). The manifest is written again at the end so that it
     holds the report.
     """
+    from credibility.evidence import collect_evidence
     from credibility.plan import assess, load_plan
-    from credibility.report import build_context, collect_evidence, render_report
+    from credibility.report import build_context, render_report
 
     res = Path(results)
     ev_dir = res / "evidence"
