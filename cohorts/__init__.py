@@ -15,10 +15,12 @@ Examples
 from __future__ import annotations
 
 from .check import compare_to_target, plot_check
+from .errors import CohortError
 from .sampling import sample, write_cohort
 from .spec import CohortSpecError, PopulationSpec, load_spec
 
 __all__ = [
+    "CohortError",
     "CohortSpecError",
     "PopulationSpec",
     "compare_to_target",

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from .errors import CohortError
+
 __all__ = ["DISTRIBUTION_TYPES", "Marginal", "MarginalError", "make_marginal"]
 
 DISTRIBUTION_TYPES = (
@@ -40,7 +42,7 @@ DISTRIBUTION_TYPES = (
 )
 
 
-class MarginalError(ValueError):
+class MarginalError(CohortError):
     """Inconsistent distribution parameters; ``key`` is the offending parameter."""
 
     def __init__(self, message: str, key: str):

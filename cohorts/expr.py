@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from .errors import CohortError
+
 __all__ = ["ALLOWED_FUNCTIONS", "Expression", "ExpressionError", "compile_expression"]
 
 ALLOWED_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
@@ -73,7 +75,7 @@ _ALLOWED_TEXT = (
 )
 
 
-class ExpressionError(ValueError):
+class ExpressionError(CohortError):
     """An expression is malformed, uses a forbidden construct or names an unknown variable.
 
     Attributes

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from .distributions import Marginal, MarginalError, make_marginal
+from .errors import CohortError
 from .expr import Expression, ExpressionError, compile_expression
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class CohortSpecError(ValueError):
+class CohortSpecError(CohortError):
     """A population spec is invalid (or cannot be sampled as written).
 
     Attributes

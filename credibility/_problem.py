@@ -4,9 +4,9 @@ A :class:`Problem` is built from the ``uncertainty`` block of a trial config::
 
     uncertainty:
       parameters:
-        eoa_scale: {dist: normal, mean: 1.0, sd: 0.05}
-        aorta_diameter_mm: {dist: uniform, low: 28, high: 36, units: mm}
-      correlation: {eoa_scale: {aorta_diameter_mm: 0.3}}   # optional
+        stiffness_scale: {dist: normal, mean: 1.0, sd: 0.05}
+        diameter_mm: {dist: uniform, low: 28, high: 36, units: mm}
+      correlation: {stiffness_scale: {diameter_mm: 0.3}}   # optional
 
 Marginals (``dist`` and its keys, all in the parameter's own units):
 
@@ -47,6 +47,8 @@ import chaospy
 import numpy as np
 from scipy import special
 
+from .errors import CredibilityError
+
 __all__ = ["DISTRIBUTIONS", "Problem", "UncertaintySpecError", "problem_from_config"]
 
 #: Allowed ``dist`` values and their required keys.
@@ -64,7 +66,7 @@ _METADATA_KEYS = ("units", "source")
 _EPS = 1e-12
 
 
-class UncertaintySpecError(ValueError):
+class UncertaintySpecError(CredibilityError):
     """An ``uncertainty`` config block is invalid; the message names file, key and allowed values."""
 
 

@@ -26,8 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from .comparators import event_of, select
-from .statistics import mean_ci, proportion_ci
-from .validation import patient_weights
+from .statistics import mean_ci, patient_weights, proportion_ci
 
 __all__ = ["answer_tables", "plot_answer"]
 

@@ -40,6 +40,8 @@ from scipy import optimize, stats
 from scipy.stats import qmc
 
 from ._problem import Problem
+from .errors import CredibilityError
+from .statistics import kish_n
 from .uq._pce import PCE, fit_collocation
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(CredibilityError):
     """Calibration cannot proceed (no rows, too few design points, a degenerate posterior)."""
 
 
@@ -287,7 +289,7 @@ def posterior(
         X, logw = Xn, np.atleast_1d(logw_n)
     w = np.exp(logw - logw.max())
     w /= w.sum()
-    ess = float(1.0 / np.sum(w**2))
+    ess = kish_n(w)
     start = X[np.argmax(loglik(X))]
 
     def objective(theta: np.ndarray) -> float:

@@ -8,8 +8,9 @@ a citation on every row. Each row has a **role**:
   on it. Validation metrics and the output-comparison evidence use these rows only.
 
 A row selects the virtual patients it is compared with by ``arm`` (or ``pooled``), by an
-optional ``size_mm`` (the model's ``valve_size_mm``) and by an optional ``where`` clause over
-cohort and outcome variables (``annulus_area_mm2<=430 & sex==0``). Its ``timepoint_days`` says
+optional ``size_mm`` (a device size, compared with the outcome variable the caller names as
+``size_variable``, see :func:`credibility.validation.validate`) and by an optional ``where``
+clause over cohort and outcome variables (``x<=430 & sex==0``). Its ``timepoint_days`` says
 when the figure was measured; the trial compares the model's prediction *at that time point*
 (or excludes the row with the reason shown).
 
@@ -33,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .errors import CredibilityError
 
 __all__ = [
     "POOLED_ARM",
@@ -98,7 +101,7 @@ _CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|!=|<|>|=)\s*(-?[
 _THRESHOLD = re.compile(r"^\s*(<=|>=|<|>)\s*(-?[0-9.eE+-]+)\s*$")
 
 
-class ComparatorError(ValueError):
+class ComparatorError(CredibilityError):
     """A comparator or population file is malformed; the message names file, row and column."""
 
 
@@ -126,15 +129,15 @@ def parse_where(text: str) -> list[list[tuple[str, str, float]]]:
 
     Raises
     ------
-    ValueError
+    ComparatorError
         Naming the clause that does not parse.
 
     Examples
     --------
-    >>> parse_where("annulus_area_mm2<=430 & sex==0")
-    [[('annulus_area_mm2', '<=', 430.0), ('sex', '==', 0.0)]]
-    >>> parse_where("annulus_perimeter_mm<72 | annulus_area_mm2<400")
-    [[('annulus_perimeter_mm', '<', 72.0)], [('annulus_area_mm2', '<', 400.0)]]
+    >>> parse_where("x<=430 & sex==0")
+    [[('x', '<=', 430.0), ('sex', '==', 0.0)]]
+    >>> parse_where("length_mm<72 | area_mm2<400")
+    [[('length_mm', '<', 72.0)], [('area_mm2', '<', 400.0)]]
     """
     groups = []
     for alternative in filter(None, (a.strip() for a in str(text).split("|"))):
@@ -142,7 +145,7 @@ def parse_where(text: str) -> list[list[tuple[str, str, float]]]:
         for part in filter(None, (p.strip() for p in alternative.split("&"))):
             m = _CLAUSE.match(part)
             if not m:
-                raise ValueError(
+                raise ComparatorError(
                     f"where clause {part!r} is not '<variable> <op> <number>' with op in "
                     f"{list(_OPS)}"
                 )
@@ -306,7 +309,7 @@ def load_comparators(path: str | Path) -> pd.DataFrame:
                 ) from None
         try:
             parse_where(rec["where"])
-        except ValueError as exc:
+        except ComparatorError as exc:
             raise _fail(path, line, rid, f"column 'where': {exc}") from None
     out = raw.copy()
     for col in ("value", "size_mm", "sd", "ci_low", "ci_high", "n", "timepoint_days"):
@@ -354,14 +357,14 @@ def rows_with_role(comparators: pd.DataFrame, role: str) -> pd.DataFrame:
 
 
 def load_populations(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Read comparator-population characteristics for :func:`credibility.validation.applicability`.
+    """Read comparator-population characteristics for :func:`credibility.applicability.applicability`.
 
     Parameters
     ----------
     path : str or Path
         CSV with columns ``population, variable, citation`` (required) and any of ``mean``,
         ``sd``, ``min``, ``max``, ``proportion`` (numbers), ``where`` (optional restriction
-        ``<cohort variable>=<code>``, e.g. ``sex=0``).
+        to a subset of patients, a selection as in :func:`parse_where`, e.g. ``sex=0``).
 
     Returns
     -------
@@ -372,8 +375,8 @@ def load_populations(path: str | Path) -> dict[str, dict[str, dict[str, float]]]
     Raises
     ------
     ComparatorError
-        Naming file, line and column for a missing column, empty citation, unparsable number
-        or a row without any of mean / min / max / proportion.
+        Naming file, line and column for a missing column, empty citation, unparsable number,
+        a ``where`` that does not parse or a row without any of mean / min / max / proportion.
     """
     path = Path(path)
     try:
@@ -405,6 +408,10 @@ def load_populations(path: str | Path) -> dict[str, dict[str, dict[str, float]]]
                 f"{path}: row {line}: give at least one of mean, min, max, proportion"
             )
         entry["where"] = str(row.get("where", "")).strip()
+        try:
+            parse_where(entry["where"])
+        except ComparatorError as exc:
+            raise ComparatorError(f"{path}: row {line}: column 'where': {exc}") from None
         entry["citation"] = row["citation"].strip()
         key = entry["variable"] + (f"[{entry['where']}]" if entry["where"] else "")
         result.setdefault(row["population"].strip(), {})[key] = entry

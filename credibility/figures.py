@@ -161,7 +161,7 @@ def subgroup_forest(subgroups: pd.DataFrame, endpoint: str) -> Figure:
     Parameters
     ----------
     subgroups : pandas.DataFrame
-        Output of :func:`credibility.report.subgroup_table` (``subgroup``, ``level``, ``arm``,
+        Output of :func:`credibility.tables.subgroup_table` (``subgroup``, ``level``, ``arm``,
         ``endpoint``, ``estimate``, ``ci_low``, ``ci_high``, ``unit``).
     endpoint : str
         Endpoint to show.

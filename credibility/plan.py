@@ -4,7 +4,9 @@ A plan (YAML, validated against ``plan.schema.yaml``) states the question of int
 context of use, model influence and decision consequence (which give the model risk through
 the V&V 40 risk matrix) and, for each of the 13 V&V 40 credibility factors, a graded goal and
 the evidence item that must meet it. Evidence is a (nested) dict computed by the workflow —
-never typed into the plan — and each goal is a machine-checkable criterion on one entry.
+never typed into the plan — and each goal is a machine-checkable criterion on one entry. The
+keys a plan may name are listed once, in :data:`credibility.evidence.EVIDENCE_KEYS`; a plan
+naming another key is refused when it is loaded.
 
 References
 ----------
@@ -16,8 +18,6 @@ U.S. FDA (2023). Assessing the credibility of computational modeling and simulat
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import pandas as pd
 import yaml
+
+from .errors import CredibilityError
+from .evidence import closest_keys, evidence_key, lookup_evidence
 
 __all__ = [
     "CREDIBILITY_FACTORS",
@@ -35,11 +37,8 @@ __all__ = [
     "Plan",
     "PlanError",
     "assess",
-    "dump_evidence",
     "format_criterion",
-    "load_evidence",
     "load_plan",
-    "lookup_evidence",
     "model_risk",
 ]
 
@@ -48,7 +47,8 @@ SCHEMA_PATH = Path(__file__).with_name("plan.schema.yaml")
 #: Influence / consequence levels of the V&V 40 risk matrix.
 LEVELS = ("low", "medium", "high")
 
-#: The 13 V&V 40 credibility factors (ASME V&V 40-2018, Table 5-1) and their activity group.
+#: The 13 V&V 40 credibility factors (ASME V&V 40-2018, Table 5-1) and their activity group;
+#: the plan schema's ``credibility_factors`` keys are filled from here.
 CREDIBILITY_FACTORS: dict[str, str] = {
     "software_quality_assurance": "Verification: code",
     "numerical_code_verification": "Verification: code",
@@ -69,7 +69,7 @@ CREDIBILITY_FACTORS: dict[str, str] = {
 STATUSES = ("pass", "partial", "fail", "missing")
 
 
-class PlanError(ValueError):
+class PlanError(CredibilityError):
     """A plan is malformed or cannot be assessed; the message names the file and the key."""
 
 
@@ -103,7 +103,9 @@ class Plan:
             )
         object.__setattr__(self, "model_risk", risk)
         for name, factor in self.data["credibility_factors"].items():
-            _check_partial(factor, f"{self.source}: key 'credibility_factors.{name}.partial'")
+            where = f"{self.source}: key 'credibility_factors.{name}"
+            _check_evidence_key(factor["evidence"], f"{where}.evidence'")
+            _check_partial(factor, f"{where}.partial'")
 
     @property
     def factors(self) -> dict[str, dict[str, Any]]:
@@ -117,6 +119,21 @@ class Plan:
     def get(self, key: str, default: Any = None) -> Any:
         """Plan entry ``key`` or ``default``."""
         return self.data.get(key, default)
+
+
+def _check_evidence_key(key: str, where: str) -> None:
+    """The evidence a factor names must be a value the workflow computes (EVIDENCE_KEYS)."""
+    entry = evidence_key(key)
+    if entry is None or entry.key != key:
+        raise PlanError(
+            f"{where} is '{key}', which is not an evidence key the workflow computes; "
+            f"closest: {closest_keys(key)} (every key: credibility.evidence.EVIDENCE_KEYS)"
+        )
+    if not entry.scalar:
+        raise PlanError(
+            f"{where} is '{key}', a {entry.unit} ({entry.meaning}), not a value a goal can be "
+            f"checked against; closest: {closest_keys(key)}"
+        )
 
 
 def _check_partial(factor: Mapping[str, Any], where: str) -> None:
@@ -135,7 +152,11 @@ def _check_partial(factor: Mapping[str, Any], where: str) -> None:
 @cache
 def _schema() -> dict[str, Any]:
     with SCHEMA_PATH.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    factors = schema["properties"]["credibility_factors"]
+    factors["required"] = list(CREDIBILITY_FACTORS)
+    factors["properties"] = {name: {"$ref": "#/$defs/factor"} for name in CREDIBILITY_FACTORS}
+    return schema
 
 
 def _validate(data: Any, source: str) -> None:
@@ -173,8 +194,9 @@ def load_plan(path: str | Path) -> Plan:
     ------
     PlanError
         If the file cannot be read or parsed, violates the schema (message names the file,
-        the dotted key and the allowed values), or states a ``model_risk`` that disagrees
-        with the risk matrix.
+        the dotted key and the allowed values), names an evidence key that is not in
+        :data:`credibility.evidence.EVIDENCE_KEYS` (message names the key and the closest
+        listed ones), or states a ``model_risk`` that disagrees with the risk matrix.
     """
     path = Path(path)
     try:
@@ -221,101 +243,6 @@ def model_risk(influence: str, consequence: str) -> int:
         if level not in LEVELS:
             raise PlanError(f"key '{name}' is {level!r}; allowed: {list(LEVELS)}")
     return LEVELS.index(influence) + LEVELS.index(consequence) + 1
-
-
-def lookup_evidence(evidence: Mapping[str, Any], key: str) -> Any:
-    """Value of a dotted key in a nested evidence dict, or ``None`` when absent.
-
-    A flat key containing dots (``{"verification.gci_max_pct": 2.1}``) is accepted too.
-    NaN counts as absent.
-
-    Parameters
-    ----------
-    evidence : mapping
-        Nested evidence (``{"verification": {"gci_max_pct": 2.1}}``).
-    key : str
-        Dotted key, e.g. ``"verification.gci_max_pct"``.
-
-    Returns
-    -------
-    object or None
-        The value (numpy scalars converted to Python), or None.
-    """
-    if key in evidence:
-        value = evidence[key]
-    else:
-        value = evidence
-        for part in key.split("."):
-            if not isinstance(value, Mapping) or part not in value:
-                return None
-            value = value[part]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _jsonable(value: Any, key: str) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, key) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # NaN / inf: "not computed", as lookup_evidence treats NaN
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise PlanError(
-        f"evidence key '{key}': {type(value).__name__} is not a JSON scalar; evidence holds "
-        "numbers, booleans, strings and nested dicts/lists of them"
-    )
-
-
-def dump_evidence(evidence: Mapping[str, Any], path: str | Path) -> Path:
-    """Write an evidence dict as JSON (NaN and infinities become ``null``).
-
-    Parameters
-    ----------
-    evidence : mapping
-        Nested evidence (e.g. from ``credibility.report.collect_evidence``).
-    path : str or Path
-        Output file (``results/<trial>/evidence/evidence.json``); parents are created.
-
-    Returns
-    -------
-    Path
-        The file written.
-
-    Raises
-    ------
-    PlanError
-        If a value is not a JSON scalar (message names the dotted key).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(evidence, ""), indent=2, sort_keys=True, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
-
-
-def load_evidence(path: str | Path) -> dict[str, Any]:
-    """Read an evidence JSON file written by :func:`dump_evidence`.
-
-    Raises
-    ------
-    PlanError
-        If the file cannot be read or is not a JSON object.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PlanError(f"{path}: cannot read evidence JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PlanError(f"{path}: evidence must be a JSON object, got {type(data).__name__}")
-    return data
 
 
 def format_criterion(criterion: Mapping[str, Any] | None) -> str:
@@ -407,7 +334,7 @@ def assess(plan: Plan | Mapping[str, Any], evidence: Mapping[str, Any]) -> pd.Da
 
     Examples
     --------
-    >>> p = load_plan(Path(__file__).with_name("plans") / "tavr_small_annuli.yaml")
+    >>> p = load_plan(next(Path(__file__).with_name("plans").glob("*.yaml")))
     >>> t = assess(p, {"verification": {"gci_max_pct": 2.0}})
     >>> t.set_index("factor").loc["discretization_error", "status"]
     'pass'

@@ -1,7 +1,8 @@
 """Weighted statistics of a virtual cohort: means, proportions, percentiles, effective n.
 
 Virtual patients may carry sampling weights (oversampled subgroups, matched cohorts); every
-estimate here is weighted, and its interval uses Kish's effective sample size.
+estimate here is weighted, and its interval uses Kish's effective sample size
+(:func:`kish_n`, the one implementation in the package).
 
 References
 ----------
@@ -15,19 +16,69 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from .errors import ValidationError
 
-__all__ = ["kish_n", "mean_ci", "proportion_ci", "proportion_interval", "weighted_percentiles"]
+__all__ = [
+    "kish_n",
+    "mean_ci",
+    "patient_weights",
+    "proportion_ci",
+    "proportion_interval",
+    "weighted_percentiles",
+]
 
 
-def kish_n(w: ArrayLike) -> float:
-    """Kish's effective sample size ``(Σw)² / Σw²`` of weighted data (Kish 1965)."""
+def kish_n(w: ArrayLike, axis: int | None = None) -> Any:
+    """Kish's effective sample size ``(Σw)² / Σw²`` of weighted data (Kish 1965).
+
+    Parameters
+    ----------
+    w : array_like
+        Non-negative weights.
+    axis : int, optional
+        Axis to sum over (one effective n per row for ``axis=1``); default all weights.
+
+    Returns
+    -------
+    float or ndarray
+        0 where the weights sum to 0.
+
+    Examples
+    --------
+    >>> kish_n([1.0, 1.0, 1.0, 1.0]), kish_n([3.0, 1.0])
+    (4.0, 1.6)
+    """
     w = np.asarray(w, dtype=float)
-    s = w.sum()
-    return float(s * s / np.sum(w * w)) if s > 0 else 0.0
+    s = w.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(s > 0, s**2 / (w**2).sum(axis=axis), 0.0)
+    return float(n) if n.ndim == 0 else n
+
+
+def patient_weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarray:
+    """Sampling weight of every patient of ``outcomes`` (1 without a cohort or weights).
+
+    Raises
+    ------
+    ValidationError
+        If the cohort's weights do not match the outcomes' patients.
+    """
+    n = outcomes.sizes["patient"]
+    if cohort is None or "sampling_weight" not in cohort:
+        return np.ones(n)
+    w = cohort["sampling_weight"]
+    if "patient" in outcomes.coords and "patient" in w.coords:
+        w = w.sel(patient=outcomes["patient"].values)
+    w = np.asarray(w.values, dtype=float)
+    if w.shape != (n,):
+        raise ValidationError(
+            f"cohort sampling_weight has shape {w.shape}; outcomes have {n} patients"
+        )
+    return w
 
 
 def proportion_interval(
@@ -96,7 +147,7 @@ def mean_ci(x: np.ndarray, w: np.ndarray, mask: np.ndarray, conf: float) -> dict
     n = (ww > 0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (ww * xs).sum(axis=1) / sw
-        n_eff = sw**2 / (ww**2).sum(axis=1)
+        n_eff = kish_n(ww, axis=1)
         var = (ww * (xs - mean[:, None]) ** 2).sum(axis=1) / sw * n_eff / (n_eff - 1.0)
         se = np.sqrt(var / n_eff)
         tq = stats.t.ppf(0.5 + conf / 2.0, np.maximum(n_eff - 1.0, 1.0))
@@ -122,7 +173,7 @@ def proportion_ci(
     n = (ww > 0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = (ww * event).sum(axis=1) / sw
-        n_eff = sw**2 / (ww**2).sum(axis=1)
+        n_eff = kish_n(ww, axis=1)
     lo = np.full(p.shape, np.nan)
     hi = np.full(p.shape, np.nan)
     good = n > 0
@@ -136,7 +187,26 @@ def weighted_percentiles(
 ) -> np.ndarray:
     """Weighted quantiles (inverse of the weighted ECDF) of every row of ``x`` over ``mask``.
 
-    Returns an array ``(rows, len(probs))``; NaN for rows without valid values.
+    The ``p`` quantile is the smallest value whose cumulative weight reaches ``p`` of the
+    row's total weight (for equal weights, ``sorted(x)[ceil(p n) - 1]``). Values that are not
+    finite or have a weight ``<= 0`` are left out.
+
+    Parameters
+    ----------
+    x, w, mask : array_like
+        Values, weights and the patients to use; broadcast to ``(rows, n)`` (1-D: one row).
+    probs : sequence of float
+        Probabilities in [0, 1].
+
+    Returns
+    -------
+    ndarray
+        ``(rows, len(probs))``; NaN for rows without valid values.
+
+    Examples
+    --------
+    >>> weighted_percentiles([1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 5.0], True, [0.5])
+    array([[4.]])
     """
     x, w, mask = np.broadcast_arrays(np.atleast_2d(x), np.atleast_2d(w), np.atleast_2d(mask))
     valid = mask & np.isfinite(x) & (w > 0)

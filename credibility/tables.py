@@ -17,8 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import CredibilityError
-from .statistics import mean_ci, proportion_ci, weighted_percentiles
-from .validation import patient_weights
+from .statistics import mean_ci, patient_weights, proportion_ci, weighted_percentiles
 
 __all__ = [
     "TableError",

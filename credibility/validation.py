@@ -1,9 +1,15 @@
-"""Validation against clinical comparators: V&V 20 comparison error, area metric, exact intervals.
+"""Validation of a virtual trial against clinical comparators.
 
-The virtual trial predicts population-level quantities (mean gradient, EOA, share of patients
-with severe prosthesis-patient mismatch, …) that are compared with published clinical figures
-(the *comparators*, kept as CSV files with a citation on every row). This module reads
-xarray Datasets and pandas DataFrames only; it does not import the simulation packages.
+The virtual trial predicts population-level quantities (means and medians of endpoints, shares
+of patients with an event, between-patient SDs, …) that are compared with published clinical
+figures (the *comparators*, kept as CSV files with a citation on every row;
+:mod:`credibility.comparators`). For each comparator row: the virtual patients it describes
+(:func:`selected_values`), the statistic it reports computed over them
+(:func:`predict_statistic`), its uncertainty (:func:`comparator_uncertainty`) and the
+comparison (:func:`credibility.metrics.comparison_error`, :func:`credibility.metrics.area_metric`);
+:func:`validate` does all rows and :func:`validation_summary` gives the plan's evidence. This
+module reads xarray Datasets and pandas DataFrames only; it does not import the simulation
+packages.
 
 References
 ----------
@@ -26,234 +32,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from .comparators import POOLED_ARM, event_of, rows_with_role, select, where_variables
 from .errors import ValidationError
-from .statistics import kish_n, proportion_interval
+from .metrics import ComparisonError, area_metric, comparison_error
+from .statistics import kish_n, patient_weights, proportion_interval, weighted_percentiles
 
 __all__ = [
+    "VALIDATION_COLUMNS",
     "ComparisonError",
     "Prediction",
     "ValidationError",
-    "applicability",
-    "applicability_summary",
     "area_metric",
     "comparator_uncertainty",
     "comparison_error",
-    "kish_n",
-    "patient_weights",
     "predict_statistic",
-    "proportion_interval",
     "selected_values",
     "validate",
     "validation_summary",
 ]
-
-
-@dataclass(frozen=True)
-class ComparisonError:
-    """ASME V&V 20 comparison error and validation uncertainty.
-
-    Attributes
-    ----------
-    E : ndarray
-        Comparison error ``S - D`` (units of the quantity).
-    u_val : ndarray
-        Validation standard uncertainty ``sqrt(u_num**2 + u_input**2 + u_D**2)``.
-    k : float
-        Coverage factor of the model-error interval.
-    lower, upper : ndarray
-        Interval that contains the model-form error ``delta_model``: ``E -/+ k u_val``.
-    """
-
-    E: NDArray[np.float64]
-    u_val: NDArray[np.float64]
-    k: float
-    lower: NDArray[np.float64]
-    upper: NDArray[np.float64]
-
-    @property
-    def consistent(self) -> NDArray[np.bool_]:
-        """``|E| <= k u_val``: the model error cannot be told apart from the uncertainties."""
-        return np.abs(self.E) <= self.k * self.u_val
-
-
-def comparison_error(
-    S: ArrayLike,
-    D: ArrayLike,
-    *,
-    u_num: ArrayLike = 0.0,
-    u_input: ArrayLike = 0.0,
-    u_D: ArrayLike = 0.0,
-    k: float = 2.0,
-) -> ComparisonError:
-    """Comparison error ``E = S - D`` and validation uncertainty (ASME V&V 20-2009, section 2).
-
-    Parameters
-    ----------
-    S : array_like
-        Simulation result (any units).
-    D : array_like
-        Experimental / clinical comparator value (same units as ``S``).
-    u_num : array_like, default 0
-        Standard uncertainty of the numerical solution (discretization, iteration, sampling).
-    u_input : array_like, default 0
-        Standard uncertainty of ``S`` propagated from uncertain model inputs.
-    u_D : array_like, default 0
-        Standard uncertainty of the comparator value.
-    k : float, default 2.0
-        Coverage factor of the interval ``E -/+ k u_val`` (2 ≈ 95 % for a normal error).
-
-    Returns
-    -------
-    ComparisonError
-        ``E``, ``u_val``, ``k`` and the interval bounding the model-form error.
-
-    Raises
-    ------
-    ValidationError
-        If an uncertainty is negative or ``k <= 0``.
-
-    Examples
-    --------
-    >>> ce = comparison_error(10.0, 8.6, u_num=0.3, u_input=0.4, u_D=1.2)
-    >>> round(float(ce.E), 2), round(float(ce.u_val), 2)
-    (1.4, 1.3)
-    """
-    if not k > 0:
-        raise ValidationError(f"coverage factor k must be > 0; got {k!r}")
-    u = [np.asarray(x, dtype=float) for x in (u_num, u_input, u_D)]
-    for name, arr in zip(("u_num", "u_input", "u_D"), u, strict=True):
-        if np.any(arr < 0):
-            raise ValidationError(f"{name} must be >= 0 (a standard uncertainty); got {arr!r}")
-    E = np.asarray(S, dtype=float) - np.asarray(D, dtype=float)
-    u_val = np.sqrt(u[0] ** 2 + u[1] ** 2 + u[2] ** 2)
-    E, u_val = np.broadcast_arrays(E, u_val)
-    return ComparisonError(E=E, u_val=u_val, k=float(k), lower=E - k * u_val, upper=E + k * u_val)
-
-
-# --------------------------------------------------------------------------- area metric
-
-
-def _clean_samples(x: ArrayLike, w: ArrayLike | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    x = np.ravel(np.asarray(x, dtype=float))
-    w = np.ones_like(x) if w is None else np.ravel(np.asarray(w, dtype=float))
-    if w.shape != x.shape:
-        raise ValidationError(f"{name}: weights shape {w.shape} differs from samples {x.shape}")
-    keep = np.isfinite(x) & np.isfinite(w) & (w > 0)
-    if np.any(w[np.isfinite(w)] < 0):
-        raise ValidationError(f"{name}: weights must be >= 0")
-    x, w = x[keep], w[keep]
-    if x.size == 0:
-        raise ValidationError(f"{name}: no finite samples with positive weight")
-    order = np.argsort(x, kind="stable")
-    return x[order], w[order] / w.sum()
-
-
-def _ecdf(x_sorted: np.ndarray, w_sorted: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Right-continuous weighted ECDF of sorted samples evaluated at ``at``."""
-    cw = np.concatenate(([0.0], np.cumsum(w_sorted)))
-    return cw[np.searchsorted(x_sorted, at, side="right")]
-
-
-def area_metric(
-    pred_samples: ArrayLike,
-    obs: ArrayLike | Any,
-    *,
-    pred_weights: ArrayLike | None = None,
-    obs_weights: ArrayLike | None = None,
-    support: tuple[float, float] | None = None,
-    n_grid: int = 4096,
-) -> float:
-    """Area between the predicted and the observed cumulative distribution functions.
-
-    ``d(F_pred, F_obs) = ∫ |F_pred(x) - F_obs(x)| dx`` (Ferson et al. 2008), i.e. the
-    1-Wasserstein distance; it has the units of the quantity and is 0 only for identical
-    distributions. The prediction enters as (optionally weighted) samples, the observation as
-    samples, a frozen ``scipy.stats`` distribution (``.cdf`` and ``.ppf``), or a plain CDF
-    callable together with ``support``.
-
-    Parameters
-    ----------
-    pred_samples : array_like
-        Predicted values (e.g. one per virtual patient); NaNs are ignored.
-    obs : array_like or mapping or scipy frozen distribution or callable
-        Observed samples; ``{"mean": m, "sd": s}`` for a normal observation (a published
-        mean ± SD); a distribution object with ``cdf``/``ppf``; or a CDF callable.
-    pred_weights, obs_weights : array_like, optional
-        Non-negative sample weights (e.g. cohort ``sampling_weight``); default equal weights.
-    support : (float, float), optional
-        Integration range, required when ``obs`` is a plain callable; default the
-        ``1e-9``/``1 - 1e-9`` quantiles of ``obs`` joined with the predicted sample range.
-    n_grid : int, default 4096
-        Number of quantile nodes of a continuous ``obs`` used in the integration grid.
-
-    Returns
-    -------
-    float
-        Area metric, in the units of the samples.
-
-    Raises
-    ------
-    ValidationError
-        If there are no finite samples, weights are invalid, or ``support`` is needed but missing.
-
-    References
-    ----------
-    Ferson, Oberkampf, Ginzburg (2008), doi:10.1016/j.cma.2007.07.030.
-
-    Examples
-    --------
-    A point prediction at the mean of a normal observation: area = sigma * sqrt(2 / pi).
-
-    >>> round(area_metric([0.0], stats.norm(0.0, 2.0)), 4)
-    1.5958
-    """
-    xp, wp = _clean_samples(pred_samples, pred_weights, "pred_samples")
-    if isinstance(obs, Mapping):
-        if not {"mean", "sd"} <= set(obs) or not float(obs["sd"]) > 0:
-            raise ValidationError(
-                f"area_metric: obs mapping must have 'mean' and 'sd' > 0; got {dict(obs)!r}"
-            )
-        obs = stats.norm(float(obs["mean"]), float(obs["sd"]))
-    cdf: Callable[[np.ndarray], np.ndarray] | None = None
-    if hasattr(obs, "cdf"):
-        cdf = obs.cdf
-    elif callable(obs):
-        cdf = obs
-    if cdf is None:
-        xo, wo = _clean_samples(obs, obs_weights, "obs")
-        grid = np.union1d(xp, xo)
-        fp = _ecdf(xp, wp, grid[:-1])
-        fo = _ecdf(xo, wo, grid[:-1])
-        return float(np.sum(np.abs(fp - fo) * np.diff(grid)))
-
-    if support is None:
-        if not hasattr(obs, "ppf"):
-            raise ValidationError(
-                "area_metric: obs is a plain CDF callable; pass support=(low, high)"
-            )
-        lo, hi = obs.ppf([1e-9, 1.0 - 1e-9])
-        nodes = obs.ppf(np.linspace(1e-9, 1.0 - 1e-9, n_grid))
-    else:
-        lo, hi = support
-        nodes = np.linspace(lo, hi, n_grid)
-    lo, hi = min(lo, xp[0]), max(hi, xp[-1])
-    grid = np.union1d(np.union1d(nodes, xp), [lo, hi])
-    grid = grid[(grid >= lo) & (grid <= hi)]
-    # composite Gauss-Legendre (4 nodes) on every interval between consecutive grid points; the
-    # predicted ECDF is constant on each interval, so only the observed CDF varies there.
-    gl_x, gl_w = np.polynomial.legendre.leggauss(4)
-    a, b = grid[:-1], grid[1:]
-    half = 0.5 * (b - a)
-    mid = 0.5 * (a + b)
-    fp = _ecdf(xp, wp, a)
-    total = 0.0
-    for xi, wi in zip(gl_x, gl_w, strict=True):
-        total += np.sum(wi * half * np.abs(fp - cdf(mid + half * xi)))
-    return float(total)
 
 
 # ----------------------------------------------------------------------------- validate
@@ -263,36 +61,6 @@ def _norm_unit(u: str) -> str:
     return (
         str(u).replace("²", "2").replace("^", "").replace(" ", "").replace("·", "").lower().strip()
     )
-
-
-def patient_weights(outcomes: xr.Dataset, cohort: xr.Dataset | None) -> np.ndarray:
-    """Sampling weight of every patient of ``outcomes`` (1 without a cohort or weights).
-
-    Raises
-    ------
-    ValidationError
-        If the cohort's weights do not match the outcomes' patients.
-    """
-    n = outcomes.sizes["patient"]
-    if cohort is None or "sampling_weight" not in cohort:
-        return np.ones(n)
-    w = cohort["sampling_weight"]
-    if "patient" in outcomes.coords and "patient" in w.coords:
-        w = w.sel(patient=outcomes["patient"].values)
-    w = np.asarray(w.values, dtype=float)
-    if w.shape != (n,):
-        raise ValidationError(
-            f"cohort sampling_weight has shape {w.shape}; outcomes have {n} patients"
-        )
-    return w
-
-
-def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: ArrayLike) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    xs, ws = x[order], w[order]
-    cw = np.cumsum(ws) / ws.sum()
-    idx = np.searchsorted(cw, np.asarray(q, dtype=float), side="left")
-    return xs[np.clip(idx, 0, xs.size - 1)]
 
 
 @dataclass(frozen=True)
@@ -363,7 +131,7 @@ def predict_statistic(
     if row["statistic"] == "sd":
         return Prediction(sd, sd - z * sd_se, sd + z * sd_se, sd_se, sd, sd_se, n_eff, n_raw)
     if row["statistic"] == "median":
-        centre = float(_weighted_quantile(values, weights, 0.5))
+        centre = float(weighted_percentiles(values, weights, True, (0.5,))[0, 0])
         se = 1.2533 * se  # asymptotic SE of a normal median, sqrt(pi/2) * sd / sqrt(n)
         return Prediction(centre, centre - z * se, centre + z * se, se, sd, sd_se, n_eff, n_raw)
     tq = stats.t.ppf(0.5 + conf / 2.0, max(n_eff - 1.0, 1.0))
@@ -394,14 +162,16 @@ def selected_values(
     row: Mapping[str, Any],
     cohort_vars: Mapping[str, np.ndarray],
     weights: np.ndarray,
+    *,
+    size_variable: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Values and weights of the virtual patients a comparator row is compared with.
 
     Parameters
     ----------
     arrays : mapping of str to ndarray, shape (arm, patient)
-        Outcome variables (at least ``status``, the row's quantity and the variables its
-        ``size_mm`` / ``where`` use).
+        Outcome variables (at least ``status``, the row's quantity, ``size_variable`` for a
+        row with ``size_mm``, and the variables its ``where`` uses).
     arms : sequence of str
         Arm names in the order of the first axis.
     row : mapping
@@ -410,6 +180,9 @@ def selected_values(
     cohort_vars : mapping of str to ndarray, shape (patient,)
         Cohort variables a ``where`` clause may name.
     weights : ndarray, shape (patient,)
+    size_variable : str, optional
+        Outcome variable holding the device size a row's ``size_mm`` selects on (e.g. the
+        model's declared size output); required when the row has a ``size_mm``.
 
     Returns
     -------
@@ -419,7 +192,8 @@ def selected_values(
     Raises
     ------
     ValidationError
-        For an unknown arm, quantity or ``where`` variable (the message lists what exists).
+        For an unknown arm, quantity or ``where`` variable (the message lists what exists), or
+        a row with ``size_mm`` without a ``size_variable`` in ``arrays``.
     """
     where = f"comparator id={row['id']}"
     q, arm = row["quantity"], row["arm"]
@@ -440,9 +214,17 @@ def selected_values(
             ok &= vals >= 0
         size = row.get("size_mm", np.nan)
         if size is not None and np.isfinite(size):
-            if "valve_size_mm" not in arrays:
-                raise ValidationError(f"{where}: size_mm given but outcomes lack 'valve_size_mm'")
-            ok &= np.asarray(arrays["valve_size_mm"][a], dtype=float) == size
+            if size_variable is None:
+                raise ValidationError(
+                    f"{where}: size_mm is {size:g} but no size_variable was given (the outcome "
+                    "variable holding the device size)"
+                )
+            if size_variable not in arrays:
+                raise ValidationError(
+                    f"{where}: size_mm given but outcomes lack size_variable "
+                    f"'{size_variable}'; available: {sorted(arrays)}"
+                )
+            ok &= np.asarray(arrays[size_variable][a], dtype=float) == size
         if str(row.get("where") or "").strip():
             variables = {**cohort_vars, **{k: v[a] for k, v in arrays.items()}}
             try:
@@ -484,13 +266,14 @@ def validate(
     u_input: Mapping[str, float] | None = None,
     k: float = 2.0,
     conf: float = 0.95,
+    size_variable: str | None = None,
 ) -> pd.DataFrame:
     """Compare virtual-trial predictions with the comparator rows of one role.
 
     Only rows whose ``role`` is ``role`` are compared: with the default, calibration rows
     never enter a validation table. For each row the population statistic of the virtual
     cohort (:func:`predict_statistic`) is computed over the patients of the row's arm
-    (``pooled``: all arms), valve size and ``where`` selection with ``status == 0`` and a
+    (``pooled``: all arms), device size and ``where`` selection with ``status == 0`` and a
     valid value, weighted by the cohort ``sampling_weight`` (Kish effective n), from the
     outcomes *at the row's time point*: ``at_timepoint(days)`` returns the outcomes projected
     to that time, or a string giving why the model cannot predict it (the row is then
@@ -508,7 +291,7 @@ def validate(
     ----------
     outcomes : xarray.Dataset
         Dims ``(arm, patient)``; the comparator quantities, ``status`` (0 ok) and, for rows
-        with ``size_mm``, ``valve_size_mm``.
+        with ``size_mm``, the ``size_variable``.
     comparators : pandas.DataFrame
         As returned by :func:`credibility.comparators.load_comparators`.
     cohort : xarray.Dataset, optional
@@ -523,6 +306,9 @@ def validate(
         Coverage factor for the verdict.
     conf : float, default 0.95
         Confidence level of the prediction interval.
+    size_variable : str, optional
+        Outcome variable a row's ``size_mm`` is compared with (the model's declared device
+        size output); required when a row of the role has a ``size_mm``.
 
     Returns
     -------
@@ -534,8 +320,9 @@ def validate(
     ------
     ValidationError
         If a comparator's quantity, arm or ``where`` variable is not in the outcomes or
-        cohort (message lists the available ones), or units disagree with the outcome
-        variable's ``units`` attribute.
+        cohort (message lists the available ones), a row has ``size_mm`` but
+        ``size_variable`` is not given or not in the outcomes, or units disagree with the
+        outcome variable's ``units`` attribute.
     """
     if "status" not in outcomes:
         raise ValidationError("outcomes: variable 'status' is required (0 = ok)")
@@ -552,7 +339,8 @@ def validate(
         if cohort is not None
         else {}
     )
-    needed = {"status", "valve_size_mm"} | set(rows_of_role["quantity"])
+    needed = {"status", *([size_variable] if size_variable else [])}
+    needed |= set(rows_of_role["quantity"])
     for text in rows_of_role.get("where", []):
         needed |= where_variables(text)
     projections: dict[float, dict[str, np.ndarray] | str] = {}
@@ -583,7 +371,9 @@ def validate(
                 f"comparator id={row['id']}: unit '{row['unit']}' differs from outcomes['{q}'] "
                 f"units '{unit_attr}'"
             )
-        values, w = selected_values(projected, arms, row, cohort_vars, weights)
+        values, w = selected_values(
+            projected, arms, row, cohort_vars, weights, size_variable=size_variable
+        )
         pred = predict_statistic(values, w, row, conf=conf)
         u_d, how = comparator_uncertainty(row)
         notes = [how]
@@ -660,7 +450,7 @@ def validation_summary(
         published n, the largest n counted once per study); ``fraction_consistent`` (among
         rows with a prediction); ``fraction_spread_consistent`` (among rows with a published
         SD); ``max_abs_rel_error_pct``, ``median_abs_rel_error_pct``; ``fraction_with_u_D``;
-        ``max_area_metric`` (NaN if none); ``n_strata`` (distinct arm × valve-size × where
+        ``max_area_metric`` (NaN if none); ``n_strata`` (distinct arm × size × where
         combinations compared); ``qoi_coverage`` (share of the quantities of interest with at
         least one predicted comparator; NaN if none given).
 
@@ -711,167 +501,3 @@ def validation_summary(
         "n_strata": len(strata),
         "qoi_coverage": coverage,
     }
-
-
-def applicability_summary(table: pd.DataFrame) -> dict[str, float]:
-    """Scalar evidence from an :func:`applicability` table, for a credibility plan.
-
-    Returns
-    -------
-    dict
-        ``max_abs_smd`` (largest |SMD| over assessed characteristics), ``min_fraction_within``
-        (smallest share of virtual patients inside a comparator range), ``n_characteristics``
-        (assessed rows), ``n_not_in_cohort``. NaN when nothing could be assessed.
-    """
-    assessed = table[table["note"] != "not in cohort"] if "note" in table else table
-    smd = assessed["smd"].abs().dropna()
-    frac = assessed["fraction_within"].dropna()
-    return {
-        "max_abs_smd": float(smd.max()) if len(smd) else np.nan,
-        "min_fraction_within": float(frac.min()) if len(frac) else np.nan,
-        "n_characteristics": int(len(assessed)),
-        "n_not_in_cohort": int(len(table) - len(assessed)),
-    }
-
-
-# --------------------------------------------------------------------------- applicability
-
-
-def _parse_where(cond: str, cohort: xr.Dataset, label: str) -> np.ndarray:
-    var, sep, code = cond.partition("=")
-    var, code = var.strip(), code.strip()
-    if not sep or var not in cohort:
-        raise ValidationError(
-            f"{label}: restriction '{cond}' must be '<cohort variable>=<code>'; "
-            f"cohort variables: {sorted(cohort.data_vars)}"
-        )
-    try:
-        value = float(code)
-    except ValueError as exc:
-        raise ValidationError(f"{label}: restriction '{cond}': '{code}' is not a number") from exc
-    return np.asarray(cohort[var].values, dtype=float) == value
-
-
-def applicability(
-    cohort: xr.Dataset,
-    comparator_population: Mapping[str, Mapping[str, Any]],
-    *,
-    on_missing: str = "raise",
-) -> pd.DataFrame:
-    """Overlap of the virtual cohort with a comparator population's reported characteristics.
-
-    For each characteristic: the virtual (weighted) mean and SD beside the comparator's, the
-    standardised mean difference ``SMD = (m_v - m_c) / sqrt((s_v**2 + s_c**2) / 2)`` (with
-    only ``s_v`` when the comparator reports no SD; for proportions
-    ``(p_v - p_c) / sqrt((p_v (1 - p_v) + p_c (1 - p_c)) / 2)``; Austin 2009,
-    doi:10.1002/sim.3697), and the weighted fraction of virtual patients inside the
-    comparator's range — ``[min, max]`` when reported, else ``mean -/+ 2 sd``.
-
-    Parameters
-    ----------
-    cohort : xarray.Dataset
-        Cohort (dim ``patient``) with the variables named in the population and optionally
-        ``sampling_weight``.
-    comparator_population : mapping
-        ``{key: {"variable": name (default key), "mean", "sd", "min", "max", "proportion",
-        "where": "<var>=<code>" (optional), "citation"}}``, e.g. one entry of
-        :func:`load_populations`. A plain ``{variable: {...}}`` dict works too.
-    on_missing : {"raise", "skip"}, default "raise"
-        What to do with a characteristic whose variable is not in the cohort: raise, or keep
-        a row with NaN virtual statistics and ``note = "not in cohort"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``characteristic, variable, where, virtual_mean, virtual_sd,
-        comparator_mean, comparator_sd, smd, range_low, range_high, fraction_within, n,
-        citation, note``. Proportions appear in the mean columns.
-
-    Raises
-    ------
-    ValidationError
-        If a variable or restriction is not in the cohort (message lists available variables).
-    """
-    if on_missing not in ("raise", "skip"):
-        raise ValidationError(f"on_missing is '{on_missing}'; allowed: ['raise', 'skip']")
-    n = cohort.sizes["patient"]
-    w_all = (
-        np.asarray(cohort["sampling_weight"].values, dtype=float)
-        if "sampling_weight" in cohort
-        else np.ones(n)
-    )
-    out = []
-    for key, spec in comparator_population.items():
-        var = spec.get("variable", key)
-        label = f"comparator population characteristic '{key}'"
-        if var not in cohort and on_missing == "skip":
-            out.append(
-                {
-                    "characteristic": key,
-                    "variable": var,
-                    "where": spec.get("where") or "",
-                    "citation": spec.get("citation", ""),
-                    "note": "not in cohort",
-                }
-            )
-            continue
-        if var not in cohort:
-            raise ValidationError(
-                f"{label}: variable '{var}' not in cohort; available: {sorted(cohort.data_vars)}"
-            )
-        mask = np.ones(n, dtype=bool)
-        where = spec.get("where") or ""
-        if where:
-            mask = _parse_where(where, cohort, label)
-        x = np.asarray(cohort[var].values, dtype=float)
-        mask &= np.isfinite(x)
-        x, w = x[mask], w_all[mask] / w_all[mask].sum()
-
-        def get(name: str, spec: Mapping[str, Any] = spec) -> float:
-            v = spec.get(name)
-            return float(v) if v is not None and np.isfinite(float(v)) else np.nan
-
-        c_mean, c_sd, c_min, c_max, c_prop = (
-            get(s) for s in ("mean", "sd", "min", "max", "proportion")
-        )
-        if np.isfinite(c_prop):
-            # binary characteristic coded 0/1 (e.g. sex, 1 = male)
-            v_mean = float(np.sum(w * x))
-            v_sd = float(np.sqrt(v_mean * (1.0 - v_mean)))
-            c_mean, c_sd = c_prop, float(np.sqrt(c_prop * (1.0 - c_prop)))
-            denom = np.sqrt((v_sd**2 + c_sd**2) / 2.0)
-            lo = hi = frac = np.nan
-        else:
-            v_mean = float(np.sum(w * x))
-            v_sd = float(np.sqrt(np.sum(w * (x - v_mean) ** 2)))
-            denom = np.sqrt((v_sd**2 + c_sd**2) / 2.0) if np.isfinite(c_sd) else v_sd
-            lo = c_min if np.isfinite(c_min) else c_mean - 2.0 * c_sd
-            hi = c_max if np.isfinite(c_max) else c_mean + 2.0 * c_sd
-            lo = -np.inf if np.isnan(lo) else lo
-            hi = np.inf if np.isnan(hi) else hi
-            frac = float(np.sum(w[(x >= lo) & (x <= hi)]))
-        smd = (v_mean - c_mean) / denom if np.isfinite(c_mean) and denom > 0 else np.nan
-        out.append(
-            {
-                "characteristic": key,
-                "variable": var,
-                "where": where,
-                "virtual_mean": v_mean,
-                "virtual_sd": v_sd,
-                "comparator_mean": c_mean,
-                "comparator_sd": c_sd,
-                "smd": float(smd),
-                "range_low": lo,
-                "range_high": hi,
-                "fraction_within": frac,
-                "n": int(mask.sum()),
-                "citation": spec.get("citation", ""),
-                "note": "",
-            }
-        )
-    columns = [
-        "characteristic", "variable", "where", "virtual_mean", "virtual_sd", "comparator_mean",
-        "comparator_sd", "smd", "range_low", "range_high", "fraction_within", "n", "citation",
-        "note",
-    ]  # fmt: skip
-    return pd.DataFrame(out, columns=columns)

@@ -21,13 +21,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from .errors import CredibilityError
+
 __all__ = ["GCIResult", "VerificationError", "gci", "gci_oberkampf_roy", "observed_order"]
 
 #: Convergence classes of a three-grid study (Celik et al. 2008, section 2, step 4).
 CONVERGENCE_CLASSES = ("monotonic", "oscillatory", "divergent", "grid_independent")
 
 
-class VerificationError(ValueError):
+class VerificationError(CredibilityError):
     """Invalid input to a verification calculation (refinement ratio, shapes, safety factor)."""
 
 

@@ -14,11 +14,8 @@ from credibility.plan import (
     Plan,
     PlanError,
     assess,
-    dump_evidence,
     format_criterion,
-    load_evidence,
     load_plan,
-    lookup_evidence,
     model_risk,
 )
 
@@ -124,12 +121,6 @@ def test_missing_nan_and_boolean_evidence(plan):
     assert assess(plan, {}).status.eq("missing").all()
 
 
-def test_flat_dotted_evidence_keys_and_lookup():
-    assert lookup_evidence({"verification.gci_max_pct": 3.0}, "verification.gci_max_pct") == 3.0
-    assert lookup_evidence({"a": {"b": np.float64(2.5)}}, "a.b") == 2.5
-    assert lookup_evidence({"a": 1}, "a.b") is None
-
-
 def test_type_mismatch_names_factor_and_key(plan):
     ev = copy.deepcopy(GOOD)
     ev["verification"]["gci_max_pct"] = "small"
@@ -202,17 +193,24 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_evidence_json_round_trip(tmp_path, plan):
-    ev = copy.deepcopy(GOOD)
-    ev["verification"]["gci_max_pct"] = np.float64(7.0)
-    ev["applicability"]["max_abs_smd"] = np.nan
-    ev["reproducibility"]["resimulation_match"] = np.bool_(True)
-    path = dump_evidence(ev, tmp_path / "evidence" / "evidence.json")
-    back = load_evidence(path)
-    assert back["applicability"]["max_abs_smd"] is None
-    assert assess(plan, back).equals(assess(plan, ev))
-    with pytest.raises(PlanError, match="evidence key 'x.y'.*ndarray"):
-        dump_evidence({"x": {"y": np.zeros(2)}}, tmp_path / "bad.json")
-    (tmp_path / "list.json").write_text("[1]")
-    with pytest.raises(PlanError, match="JSON object"):
-        load_evidence(tmp_path / "list.json")
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        ("verification.gci_maximum_pct",
+         r"is 'verification.gci_maximum_pct', which is not an evidence key the workflow "
+         r"computes; closest: \['verification.gci_max_pct'"),
+        ("provenance.stage_chain", r"is 'provenance.stage_chain', a table"),
+        ("code_verification.relative_error", r"not an evidence key the workflow computes"),
+    ],
+)  # fmt: skip
+def test_a_plan_naming_an_unlisted_evidence_key_is_refused(tmp_path, plan_dict, key, match):
+    plan_dict["credibility_factors"]["discretization_error"]["evidence"] = key
+    path = tmp_path / "tampered_plan.yaml"
+    path.write_text(yaml.safe_dump(plan_dict))
+    with pytest.raises(
+        PlanError, match=r"tampered_plan\.yaml: key 'credibility_factors.discretization_error"
+    ) as info:
+        load_plan(path)
+    assert info.match(match)
+    with pytest.raises(PlanError, match=match):
+        assess(plan_dict, GOOD)  # an in-memory plan is checked alike

@@ -1,5 +1,5 @@
-"""Tests of credibility.report / credibility.figures: tables from Datasets, self-contained HTML,
-PDF, and rendering in headless Chromium."""
+"""Tests of credibility.report / .tables / .figures: tables from Datasets, the evidence that
+feeds the plan, self-contained HTML, PDF, and rendering in headless Chromium."""
 
 from __future__ import annotations
 
@@ -17,16 +17,13 @@ from scipy import ndimage, stats
 from test_plan import GOOD
 from test_validation import synthetic_trial
 
+from credibility.applicability import applicability
 from credibility.comparators import load_comparators, load_populations
+from credibility.evidence import EvidenceError, collect_evidence
 from credibility.figures import STATUS_COLOURS
 from credibility.plan import assess, load_plan
-from credibility.report import (
-    NOT_COMPUTED,
-    ReportError,
-    build_context,
-    collect_evidence,
-    render_report,
-)
+from credibility.report import NOT_COMPUTED, ReportError, build_context, render_report
+from credibility.statistics import proportion_interval
 from credibility.tables import (
     TableError,
     arm_differences,
@@ -36,7 +33,7 @@ from credibility.tables import (
     results_by_arm,
     subgroup_table,
 )
-from credibility.validation import applicability, proportion_interval, validate
+from credibility.validation import validate
 from credibility.verification import gci
 from models.tavr import TAVRModel
 
@@ -47,6 +44,8 @@ SECTIONS = (
     "failures", "assessment", "limitations", "provenance",
 )  # fmt: skip
 QOI = ["mean_gradient_mmhg", "eoa_cm2", "ppm_class"]
+#: The outcome variable the TAVR comparators' size_mm selects on (the model's size output).
+SIZE = "valve_size_mm"
 EVENTS = TAVRModel.events
 SUBGROUPS = [
     {"label": "sex", "variable": "sex", "source": "s"},
@@ -76,7 +75,8 @@ def trial():
 @pytest.fixture(scope="module")
 def pieces(trial):
     cohort, outcomes = trial
-    val = validate(outcomes, load_comparators(REPO / "credibility/comparators/tavr.csv"), cohort)
+    comps = load_comparators(REPO / "credibility/comparators/tavr.csv")
+    val = validate(outcomes, comps, cohort, size_variable=SIZE)
     pops = load_populations(REPO / "credibility/comparators/tavr_populations.csv")
     app = applicability(cohort, pops["severe_as"], on_missing="skip")
     res = gci([6.063, 10.78], [5.972, 10.72], [5.863, 10.60], 1.5, (8000 / 4500) ** 0.5)
@@ -215,7 +215,7 @@ def test_broken_stage_links_and_rerun_differences_fail_their_factors_and_show():
     clean = collect_evidence(stage_chain=[], reproducibility={"resimulation_match": True})
     status = assess(load_plan(PLAN), clean).set_index("factor")["status"]
     assert status["software_quality_assurance"] == "pass" and status["use_error"] == "pass"
-    with pytest.raises(ReportError, match="'resimulation_match'"):
+    with pytest.raises(EvidenceError, match="'resimulation_match'"):
         collect_evidence(reproducibility={"patients_checked": 20})
 
 
@@ -515,7 +515,8 @@ def test_tables_from_lazily_opened_zarr_stores(trial, tmp_path):
     np.testing.assert_allclose(lazy["estimate"], eager["estimate"])
     comps = load_comparators(REPO / "credibility/comparators/tavr.csv")
     np.testing.assert_allclose(
-        validate(lazy_o, comps, lazy_c)["predicted"], validate(outcomes, comps, cohort)["predicted"]
+        validate(lazy_o, comps, lazy_c, size_variable=SIZE)["predicted"],
+        validate(outcomes, comps, cohort, size_variable=SIZE)["predicted"],
     )
     assert len(subgroup_table(lazy_c, lazy_o, SUBGROUPS)) == len(
         subgroup_table(cohort, outcomes, SUBGROUPS)
@@ -524,8 +525,6 @@ def test_tables_from_lazily_opened_zarr_stores(trial, tmp_path):
 
 def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces):
     import xarray as xr
-
-    from credibility.plan import assess
 
     cohort, outcomes = trial
     uq = xr.Dataset(attrs={"problem": "a~normal(mu=1); b~normal(mu=1); c~normal(mu=1)"})

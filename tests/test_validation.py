@@ -1,5 +1,5 @@
-"""Tests of credibility.validation: V&V 20 comparison error, area metric, exact intervals,
-comparators, validate() and applicability()."""
+"""Tests of credibility.validation, .metrics and .comparators: V&V 20 comparison error, area
+metric, exact intervals, comparators and validate()."""
 
 from __future__ import annotations
 
@@ -18,21 +18,17 @@ from credibility.comparators import (
     parse_where,
     rows_with_role,
 )
-from credibility.validation import (
-    ValidationError,
-    applicability,
-    applicability_summary,
-    area_metric,
-    comparison_error,
-    proportion_interval,
-    validate,
-    validation_summary,
-)
+from credibility.errors import ValidationError
+from credibility.metrics import area_metric, comparison_error
+from credibility.statistics import proportion_interval
+from credibility.validation import validate, validation_summary
 
 REPO = Path(__file__).resolve().parents[1]
 TAVR_CSV = REPO / "credibility" / "comparators" / "tavr.csv"
 POP_CSV = REPO / "credibility" / "comparators" / "tavr_populations.csv"
 ARMS = ["balloon_expandable", "self_expanding"]
+#: The outcome variable the TAVR comparators' size_mm selects on (the model's size output).
+SIZE = "valve_size_mm"
 STATUS_ATTRS = {
     "flag_values": [0, 1, 2, 3],
     "flag_meanings": "ok invalid_input solver_failure timeout",
@@ -268,7 +264,7 @@ def test_where_selections_parse_and_combine():
 def test_validate_known_answer_against_direct_computation(trial):
     cohort, outcomes = trial
     comps = load_comparators(TAVR_CSV)
-    table = validate(outcomes, comps, cohort)
+    table = validate(outcomes, comps, cohort, size_variable=SIZE)
     assert len(table) == (comps["role"] == "validation").sum()
     t = table.set_index("id")
     # mean gradient, self-expanding arm, over status == 0 only
@@ -315,11 +311,11 @@ def test_a_calibration_row_never_enters_validation(trial, tmp_path):
     cohort, outcomes = trial
     comps = load_comparators(TAVR_CSV)
     calibration_ids = set(comps.loc[comps["role"] == "calibration", "id"])
-    table = validate(outcomes, comps, cohort)
+    table = validate(outcomes, comps, cohort, size_variable=SIZE)
     assert calibration_ids and not calibration_ids & set(table["id"])
     assert (table["role"] == "validation").all()
     # the calibrate stage asks for its own rows explicitly
-    cal = validate(outcomes, comps, cohort, role="calibration")
+    cal = validate(outcomes, comps, cohort, role="calibration", size_variable=SIZE)
     assert set(cal["id"]) == calibration_ids
     # and a table holding a calibration row is refused as validation evidence
     with pytest.raises(ValidationError, match="calibration data never count as validation"):
@@ -333,7 +329,8 @@ def test_time_points_the_model_cannot_predict_are_excluded_with_the_reason(trial
     def at(days):
         return outcomes if days <= 400 else f"no prediction at {days:.0f} days"
 
-    table = validate(outcomes, comps, cohort, at_timepoint=at).set_index("id")
+    table = validate(outcomes, comps, cohort, at_timepoint=at, size_variable=SIZE)
+    table = table.set_index("id")
     assert table.loc["partner3_mg_5y", "verdict"] == "excluded"
     assert table.loc["partner3_mg_5y", "note"] == "no prediction at 1825 days"
     assert table.loc["smart_women_mg_be_2y", "verdict"] == "excluded"
@@ -379,8 +376,9 @@ def test_sampling_weights_change_prediction(trial):
     cohort, outcomes = trial
     comps = load_comparators(TAVR_CSV)
     w = cohort["sampling_weight"].copy(data=np.where(cohort["sex"].values == 1, 3.0, 1.0))
-    t_eq = validate(outcomes, comps, cohort).set_index("id")
-    t_w = validate(outcomes, comps, cohort.assign(sampling_weight=w)).set_index("id")
+    t_eq = validate(outcomes, comps, cohort, size_variable=SIZE).set_index("id")
+    t_w = validate(outcomes, comps, cohort.assign(sampling_weight=w), size_variable=SIZE)
+    t_w = t_w.set_index("id")
     se = outcomes.sel(arm="self_expanding")
     ok = se["status"].values == 0
     expected = np.average(se["eoa_cm2"].values[ok], weights=w.values[ok])
@@ -415,38 +413,6 @@ def test_validate_errors_name_comparator_and_allowed_values(trial, tmp_path):
         validate(outcomes, bad_where, cohort)
 
 
-# ---------------------------------------------------------------------------- applicability
-
-
-def test_applicability_overlap_and_smd(trial):
-    cohort, _ = trial
-    pops = load_populations(POP_CSV)
-    table = applicability(cohort, pops["severe_as"], on_missing="skip")
-    table = table.set_index("characteristic")
-    # the synthetic cohort lacks lvef etc.: kept as rows marked "not in cohort"
-    assert table.loc["lvef_pct", "note"] == "not in cohort"
-    assert np.isnan(table.loc["lvef_pct", "virtual_mean"])
-    assert "annulus_area_mm2[sex=0]" in table.index
-    women = cohort["annulus_area_mm2"].values[cohort["sex"].values == 0]
-    row = table.loc["annulus_area_mm2[sex=0]"]
-    assert row["virtual_mean"] == pytest.approx(women.mean())
-    assert row["fraction_within"] == pytest.approx(np.mean((women >= 255) & (women <= 555)))
-    sd_v = women.std()
-    assert row["smd"] == pytest.approx((women.mean() - 405) / np.sqrt((sd_v**2 + 75**2) / 2))
-    age = table.loc["age_yr"]
-    a = cohort["age_yr"].values
-    assert age["fraction_within"] == pytest.approx(np.mean((a >= 75) & (a <= 85)))
-
-
-def test_applicability_binary_and_missing_variable(trial):
-    cohort, _ = trial
-    t = applicability(cohort, {"sex": {"proportion": 0.5, "citation": "x"}})
-    p = cohort["sex"].values.mean()
-    assert t["smd"].item() == pytest.approx((p - 0.5) / np.sqrt((p * (1 - p) + 0.25) / 2))
-    with pytest.raises(ValidationError, match="lvef_pct.*available"):
-        applicability(cohort, load_populations(POP_CSV)["severe_as"])
-
-
 def test_population_file_errors(tmp_path):
     p = tmp_path / "p.csv"
     p.write_text("population,variable,mean,citation\nx,age_yr,,c\n")
@@ -457,9 +423,16 @@ def test_population_file_errors(tmp_path):
         load_populations(p)
 
 
-def test_validation_and_applicability_summaries(trial):
+def test_population_where_must_parse(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_text("population,variable,mean,where,citation\nx,age_yr,70,sex ~ 0,c\n")
+    with pytest.raises(ComparatorError, match=r"row 2: column 'where'.*'sex ~ 0'"):
+        load_populations(p)
+
+
+def test_validation_summary(trial):
     cohort, outcomes = trial
-    table = validate(outcomes, load_comparators(TAVR_CSV), cohort)
+    table = validate(outcomes, load_comparators(TAVR_CSV), cohort, size_variable=SIZE)
     s = validation_summary(
         table, ["mean_gradient_mmhg", "eoa_cm2", "ppm_class", "stroke_volume_ml"]
     )
@@ -477,18 +450,38 @@ def test_validation_and_applicability_summaries(trial):
     assert s["n_studies"] == table["study"].nunique()
     assert s["n_patients"] == pytest.approx(table.groupby("study")["n"].max().sum())
     assert np.isnan(validation_summary(table)["qoi_coverage"])
-    app = applicability(cohort, load_populations(POP_CSV)["severe_as"], on_missing="skip")
-    a = applicability_summary(app)
-    assessed = app[app["note"] == ""]
-    assert a["max_abs_smd"] == pytest.approx(assessed["smd"].abs().max())
-    assert a["min_fraction_within"] == pytest.approx(assessed["fraction_within"].min())
-    assert a["n_not_in_cohort"] == 3  # lvef, svi, heart rate
 
 
-def test_docstring_examples_run():
+def test_size_rows_need_the_size_variable(trial, tmp_path):
+    cohort, outcomes = trial
+    head = HEADER.replace("citation", "size_mm,citation")
+    rows = load_comparators(
+        _write(tmp_path, head + "s,S,validation,eoa_cm2,mean,,self_expanding,2.0,cm2,30,26,c\n")
+    )
+    with pytest.raises(ValidationError, match=r"id=s: size_mm is 26 but no size_variable"):
+        validate(outcomes, rows, cohort)
+    with pytest.raises(ValidationError, match=r"id=s: .*lack size_variable 'size'.*available"):
+        validate(outcomes, rows, cohort, size_variable="size")
+    # the size variable selects the patients: any outcome variable may be the device size
+    renamed = outcomes.rename({"valve_size_mm": "device_size"})
+    t = validate(renamed, rows, cohort, size_variable="device_size")
+    se = outcomes.sel(arm="self_expanding")
+    m = (se["status"].values == 0) & (se["valve_size_mm"].values == 26)
+    assert t["predicted"].item() == pytest.approx(se["eoa_cm2"].values[m].mean())
+    assert t["n_virtual"].item() == m.sum()
+    # rows without a size need no size variable
+    no_size = load_comparators(
+        _write(tmp_path, HEADER + "z,S,validation,eoa_cm2,mean,,pooled,2.0,cm2,30,c\n")
+    )
+    assert len(validate(renamed, no_size, cohort)) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["credibility.metrics", "credibility.statistics", "credibility.comparators"]
+)
+def test_docstring_examples_run(name):
     import doctest
+    import importlib
 
-    import credibility.validation as module
-
-    result = doctest.testmod(module)
+    result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -478,3 +478,13 @@ def test_calibration_is_fitted_to_calibration_rows_only_and_used_downstream(tiny
     assert set(paired["endpoint"]) == {"mean_gradient_mmhg", "moderate or severe PPM"}
     html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
     assert "The answer: small annulus" in html and "5.1 Calibration" in html
+
+
+def test_the_run_s_evidence_holds_only_listed_keys(tiny_run):
+    from credibility.evidence import EVIDENCE_KEYS, unlisted_keys
+
+    evidence = json.loads(
+        (tiny_run / "results" / "ci_tiny" / "evidence" / "evidence_final.json").read_text()
+    )
+    assert unlisted_keys(evidence) == []
+    assert set(evidence) == {k.key.split(".")[0] for k in EVIDENCE_KEYS}

@@ -447,7 +447,7 @@ def propagate(
     events : mapping name -> (output name or callable), optional
         Binary trial events per parameter sample and patient: an output that is already 0/1,
         or ``f(outputs) -> array (n_samples, n_patients, ...)`` of 0/1 (e.g.
-        ``lambda y: y["eoa_index_cm2_m2"] < 0.65``). With PCE methods the callable is applied to
+        ``lambda y: y["stress_mpa"] > 250.0``). With PCE methods the callable is applied to
         surrogate predictions at ``n_outcome_samples`` germ draws, so it must use continuous
         outputs.
     weights : ndarray, shape (n_patients,), optional

@@ -73,6 +73,7 @@ def _statistics(
             cohort,
             role="calibration",
             at_timepoint=timepoint_projector(model, ds, cohort, row_settings),
+            size_variable=model.size_output,
         )
         Y.append(table["predicted"].to_numpy(dtype=float))
         se.append(table["u_num"].to_numpy(dtype=float))

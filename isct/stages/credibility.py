@@ -102,8 +102,9 @@ def run_credibility(
     trial: Trial, *, cohort: str, outcomes: str, evidence: str, validation: str
 ) -> dict[str, Any]:
     """Credibility stage: verification, validation and applicability evidence."""
+    from credibility.applicability import applicability
     from credibility.comparators import load_comparators, load_populations
-    from credibility.validation import applicability, validate
+    from credibility.validation import validate
 
     out_dir = Path(evidence).parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +149,7 @@ def run_credibility(
             coh,
             role="validation",
             at_timepoint=timepoint_projector(model, outs, coh, trial.settings),
+            size_variable=model.size_output,
         )
         table.to_csv(validation, index=False)
         result["validation_table"] = str(validation)

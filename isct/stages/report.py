@@ -150,8 +150,9 @@ def run_report(
     (:func:`reproducibility_evidence`). The manifest is written again at the end so that it
     holds the report.
     """
+    from credibility.evidence import collect_evidence
     from credibility.plan import assess, load_plan
-    from credibility.report import build_context, collect_evidence, render_report
+    from credibility.report import build_context, render_report
 
     res = Path(results)
     ev_dir = res / "evidence"

@@ -1,0 +1,158 @@
+"""The report's template context: every section built from whatever the run produced."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from credibility.errors import CredibilityError
+from credibility.plan import Plan, assess
+
+from . import sections
+
+__all__ = ["NOT_COMPUTED", "ReportError", "build_context"]
+
+NOT_COMPUTED = "Not computed in this run."
+
+
+class ReportError(CredibilityError):
+    """The report cannot be built (missing variable, missing template, PDF engine absent)."""
+
+
+def build_context(
+    *,
+    trial: Mapping[str, Any],
+    cohort: xr.Dataset | None = None,
+    outcomes: xr.Dataset | None = None,
+    cohort_check: pd.DataFrame | None = None,
+    verification: Mapping[str, Any] | None = None,
+    validation: pd.DataFrame | None = None,
+    applicability: pd.DataFrame | None = None,
+    uq: xr.Dataset | None = None,
+    sa: xr.Dataset | None = None,
+    plan: Plan | Mapping[str, Any] | None = None,
+    assessment: pd.DataFrame | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    model_card: Mapping[str, Any] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+    figures: Mapping[str, str | Path] | None = None,
+    endpoints: Sequence[str] | None = None,
+    events: Mapping[str, Any] | None = None,
+    subgroups: Sequence[Mapping[str, Any]] = (),
+    answer: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    conf: float = 0.95,
+) -> dict[str, Any]:
+    """Compute every table and figure of the report; missing pieces become explicit notes.
+
+    Parameters
+    ----------
+    trial : mapping
+        Trial metadata: ``name`` (required), optional ``title``, ``description``, ``sponsor``,
+        ``seed``, ``n_patients``, ``arms`` …; shown in the summary.
+    cohort : xarray.Dataset, optional
+        Virtual cohort (dim ``patient``).
+    outcomes : xarray.Dataset, optional
+        Outcomes (dims ``arm, patient``) with ``status``.
+    cohort_check : pandas.DataFrame, optional
+        Target vs generated table of the cohort (representation vs target).
+    verification : mapping, optional
+        Verification evidence: scalars (e.g. ``GCIResult.summary()``) and tables (a
+        DataFrame with ``gci_fine_pct``, e.g. ``GCIResult.to_frame(names)``, is also drawn).
+    validation : pandas.DataFrame, optional
+        :func:`credibility.validation.validate` output.
+    applicability : pandas.DataFrame, optional
+        :func:`credibility.applicability.applicability` output.
+    uq, sa : xarray.Dataset, optional
+        UQ and sensitivity results (rendered generically as tables).
+    plan : Plan or mapping, optional
+        The credibility plan (a plan dict is validated).
+    assessment : pandas.DataFrame, optional
+        :func:`credibility.plan.assess` output; computed from ``plan`` and ``evidence``
+        when not given and both are.
+    evidence : mapping, optional
+        Evidence dict (shown in an appendix; used for the assessment if needed).
+    model_card : mapping, optional
+        ``name``, ``version``, ``description``, ``inputs``/``outputs`` (with units),
+        ``assumptions``, ``limitations``, ``references``, ``context_of_use`` …
+    manifest : mapping, optional
+        Contents of ``manifest.json``.
+    figures : mapping of str to path, optional
+        Extra PNG figures (e.g. ``cohort_check``, ``sa_indices``), placed in the section their
+        key suggests (``cohort*``/``subgroup*`` → subgroups, ``sa*``/``sensitivity*``/
+        ``sobol*``/``uq*`` → UQ and SA, ``verification*``/``gci*``, ``validation*``,
+        ``result*``; others in an appendix).
+    endpoints : sequence of str, optional
+        Float endpoints for the results tables.
+    events : mapping, optional
+        The model's declared events (:class:`models.Event`), tabulated as shares.
+    subgroups : sequence of mapping
+        The config's ``report.subgroups`` (label, variable, edges/labels, source).
+    answer : mapping, optional
+        The answer up front (:func:`credibility.answer.answer_tables`): ``question`` (the
+        config's ``report.question``), ``by_arm``, ``paired`` (DataFrames) and ``figure``
+        (PNG path or None).
+    calibration : mapping, optional
+        The calibrate stage's ``summary`` (calibration.json), ``fit`` and ``loso`` tables.
+    conf : float, default 0.95
+        Confidence level of all intervals.
+
+    Returns
+    -------
+    dict
+        Template context for :func:`credibility.report.render_report`.
+
+    Raises
+    ------
+    ReportError
+        If ``trial`` has no ``name``.
+    credibility.tables.TableError
+        If a requested endpoint is not in ``outcomes``.
+    """
+    if "name" not in trial:
+        raise ReportError("trial metadata: key 'name' is required")
+    if plan is not None and not isinstance(plan, Plan):
+        plan = Plan(data=dict(plan))
+    if assessment is None and plan is not None and evidence is not None:
+        assessment = assess(plan, evidence)
+    page = sections.Page()
+    tabulated = {"endpoints": endpoints, "events": events, "conf": conf}
+    # one entry per section; evaluated in this order, which is the order of the notes
+    ctx: dict[str, Any] = {
+        "trial": dict(trial),
+        "generated_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "conf_pct": f"{100 * conf:g}",
+        "not_computed": NOT_COMPUTED,
+        "plan": sections.question(plan),
+        "assessment": sections.assessment(assessment, page),
+        "model": sections.model(model_card),
+        "verification": sections.verification(verification, plan, page),
+        "answer": sections.answer(answer),
+        "calibration": sections.calibration(calibration),
+        "validation": sections.validation(validation, plan, page),
+        "applicability": sections.applicability(applicability),
+        "uq": sections.uq_sa(uq),
+        "sa": sections.uq_sa(sa),
+        "results": sections.results(outcomes, cohort, plan, page, **tabulated),
+        "failures": sections.failures(outcomes),
+        "subgroups": sections.subgroups(
+            cohort, outcomes, cohort_check, page, subgroups=subgroups, **tabulated
+        ),
+        **sections.provenance(manifest, evidence),
+    }
+    sections.extra_figures(figures or {}, page)
+    gaps = {
+        "uncertainty quantification": uq,
+        "sensitivity analysis": sa,
+        "calculation verification": verification,
+        "validation against clinical comparators": validation,
+        "cohort applicability check": applicability,
+    }
+    ctx["limitations"] = sections.limitations(model_card, gaps, page)
+    ctx["notes"], ctx["figures"] = page.notes, page.figures
+    return {k: v for k, v in ctx.items() if v is not None}
