@@ -29,8 +29,8 @@ import cohorts
 from models import run_batch
 from models.tavr import TAVRModel
 from models.tavr.kernel import RES
-from models.tavr.model import (
-    _settings,
+from models.tavr.physiology import (
+    checked_settings,
     personalise,
     random_effects,
     run_device,
@@ -65,7 +65,7 @@ def main(n_kernel: int = 2000, n_lsoda: int = 20) -> None:
     run_batch(model, {k: v[:4] for k, v in p.items()}, device, {})  # JIT compile / cache load
 
     out_all, w_all, c_all = _timed(lambda: run_batch(model, p, device, {}))
-    s = _settings({})
+    s = checked_settings({})
     effects = random_effects(p["patient_seed"])
     geometry, _, _ = model.deployed_valves(p, device, s, effects)
     fit = personalise(p, s)

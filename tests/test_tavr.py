@@ -16,10 +16,10 @@ from models import STATUS, get_model, run_batch
 from models.tavr import FAMILIES, TAVRDeviceError, TAVRModel, TAVRSettingsError, echo, select_size
 from models.tavr.deployment import deploy
 from models.tavr.kernel import RES, windkessel_prescribed_flow
-from models.tavr.model import (
+from models.tavr.physiology import (
     DEFAULT_SETTINGS,
     _run_kernel,
-    _settings,
+    checked_settings,
     personalise,
     random_effects,
     run_device,
@@ -123,7 +123,7 @@ def test_volume_is_conserved_over_a_cycle() -> None:
         atol=1e-9,
     )
     # At periodic steady state mitral inflow = aortic outflow = peripheral outflow + storage.
-    s = _settings({"steady_tol": 1e-8})
+    s = checked_settings({"steady_tol": 1e-8})
     valve = valve_table(np.full(8, 1.6), s)
     res2, _ = _run_kernel(fit, valve, fit["state"].copy(), 1e-3, s, max_cycles=300)
     assert (res2[:, RES["converged"]] == 1).all()
@@ -136,7 +136,7 @@ def test_volume_is_conserved_over_a_cycle() -> None:
 def test_kernel_matches_lsoda_reference_within_half_percent() -> None:
     p = _patients(3, seed=11)
     fit = personalise(p)
-    s = _settings({})
+    s = checked_settings({})
     valve = valve_table(np.array([1.4, 1.9, 2.6]), s)
     out, ok = run_device(fit, valve, s)
     steps = np.maximum(np.rint(fit["period_s"] / 1e-3), 8).astype(int)
@@ -151,7 +151,7 @@ def test_kernel_matches_lsoda_reference_within_half_percent() -> None:
             for i in range(3)
         ]
     )
-    from models.tavr.model import true_endpoints
+    from models.tavr.physiology import true_endpoints
 
     ref = true_endpoints(rows, valve)
     assert ok.all() and (rows[:, RES["converged"]] == 1).all()
@@ -294,7 +294,7 @@ def test_virtual_echo_bias_and_spread_are_the_declared_ones() -> None:
     }
     seeds = rng.integers(0, 2**63, n, dtype=np.uint64)
     effects = random_effects(seeds)
-    s = _settings({})
+    s = checked_settings({})
     m = echo.measure(true, {"bsa_m2": np.full(n, 2.0), "bmi_kg_m2": np.full(n, 25.0)}, effects, s)
     ratio = m["eoa_cm2"] / (80.0 / 40.0)
     assert np.median(ratio) == pytest.approx(0.83, rel=0.02)
@@ -377,7 +377,7 @@ def test_personalisation_reproduces_covariates() -> None:
     p = _patients(10)
     fit = personalise(p)
     assert fit["converged"].all() and fit["miss_pct"].max() < 1.0
-    sv = echo.true_stroke_volume(p["svi_ml_m2"], p["bsa_m2"], _settings({}))
+    sv = echo.true_stroke_volume(p["svi_ml_m2"], p["bsa_m2"], checked_settings({}))
     np.testing.assert_allclose(fit["sv_target"], sv)
     res = fit["results"]
     np.testing.assert_allclose(res[:, RES["stroke_volume"]], sv, rtol=0.01)
@@ -416,7 +416,7 @@ def test_model_card_matches_declared_variables_and_calibration_parameters() -> N
         for key, var in declared.items():
             assert card[section][key]["units"] == var.units, key
     assert set(card["calibration_parameters"]) == set(MODEL.calibration_parameters)
-    assert set(card["random_effects"]) == set(models.tavr.model.RANDOM_EFFECTS)
+    assert set(card["random_effects"]) == set(models.tavr.physiology.RANDOM_EFFECTS)
     for key in ("assumptions", "limitations", "references", "context_of_use"):
         assert card[key]
 

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from . import kernel
+from . import echo, kernel
+from .physiology import (
+    PER_ROW_SETTINGS,
+    checked_settings,
+    personalise,
+    random_effects,
+    run_device,
+    valve_table,
+)
 
 __all__ = [
     "observed_order",
@@ -253,18 +261,9 @@ def time_step_study(
         ``dt_s`` (levels,), ``endpoints`` {name: ndarray (levels, n)}, ``converged``
         (levels, n) bool, ``units`` {name: str}.
     """
-    from . import echo
-    from .model import (
-        _PER_ROW_SETTINGS,
-        _settings,
-        personalise,
-        random_effects,
-        run_device,
-        valve_table,
-    )
 
-    s = _settings({**(settings or {}), "steady_tol": 1e-9, "max_cycles": 400})
-    s.update({k: device[k] for k in _PER_ROW_SETTINGS if k in device})
+    s = checked_settings({**(settings or {}), "steady_tol": 1e-9, "max_cycles": 400})
+    s.update({k: device[k] for k in PER_ROW_SETTINGS if k in device})
     dts = [float(d) for d in dts]
     effects = random_effects(patients["patient_seed"])
     geometry, _, _ = model.deployed_valves(patients, device, s, effects)
