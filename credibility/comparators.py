@@ -10,7 +10,7 @@ a citation on every row. Each row has a **role**:
 A row selects the virtual patients it is compared with by ``arm`` (or ``pooled``), by an
 optional ``size_mm`` (a device size, compared with the outcome variable the caller names as
 ``size_variable``, see :func:`credibility.validation.validate`) and by an optional ``where``
-clause over cohort and outcome variables (``x<=430 & sex==0``). Its ``timepoint_days`` says
+clause over cohort and outcome variables (``x<=50 & sex==0``). Its ``timepoint_days`` says
 when the figure was measured; the trial compares the model's prediction *at that time point*
 (or excludes the row with the reason shown).
 
@@ -134,8 +134,8 @@ def parse_where(text: str) -> list[list[tuple[str, str, float]]]:
 
     Examples
     --------
-    >>> parse_where("x<=430 & sex==0")
-    [[('x', '<=', 430.0), ('sex', '==', 0.0)]]
+    >>> parse_where("x<=50 & sex==0")
+    [[('x', '<=', 50.0), ('sex', '==', 0.0)]]
     >>> parse_where("length_mm<72 | area_mm2<400")
     [[('length_mm', '<', 72.0)], [('area_mm2', '<', 400.0)]]
     """

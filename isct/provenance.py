@@ -203,8 +203,8 @@ def hash_path(path: str | Path, *, exclude: frozenset[Path] = frozenset()) -> di
 def source_path(obj: Any) -> Path:
     """Directory of the source files that define ``obj`` (a class, function or module).
 
-    For an object defined in a package module (``models.tavr.model.TAVRModel``) this is the
-    package directory (``models/tavr``), so that every source file of a model — kernel,
+    For an object defined in a package module (``models.<name>.model.<Class>``) this is the
+    package directory (``models/<name>``), so that every source file of a model — kernel,
     device tables, card — enters the manifest as one hashed directory entry.
 
     Parameters

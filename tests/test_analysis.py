@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from distributed import Client, LocalCluster
+from conftest import orifice_cohort
 
 from isct.cli import main
 from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
@@ -22,32 +22,11 @@ from isct.stages.uq import model_events
 pytestmark = pytest.mark.distributed
 
 
-def cohort(n: int = 30) -> xr.Dataset:
-    rng = np.random.default_rng(3)
-    return xr.Dataset(
-        {
-            "svi_ml_m2": ("patient", rng.normal(39, 7, n)),
-            "bsa_m2": ("patient", rng.normal(2.0, 0.2, n)),
-            "heart_rate_bpm": ("patient", rng.normal(70, 12, n)),
-        },
-        coords={"patient": np.arange(n)},
-    )
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as c,
-        Client(c) as cl,
-    ):
-        yield cl
-
-
 ARMS = [{"name": "a", "device": {"eoa_cm2": 1.2}}, {"name": "b", "device": {"eoa_cm2": 2.0}}]
 
 
 def test_evaluator_runs_rows_times_patients_and_matches_the_formula(client, tmp_path):
-    ds = cohort()
+    ds = orifice_cohort(30, seed=3)
     ev = EngineEvaluator(
         ds,
         "orifice",
@@ -72,7 +51,7 @@ def test_evaluator_runs_rows_times_patients_and_matches_the_formula(client, tmp_
 def test_evaluator_resumes_and_does_not_depend_on_batch_size(client, tmp_path):
     X = np.array([[0.9], [1.1]])
     first = EngineEvaluator(
-        cohort(),
+        orifice_cohort(30, seed=3),
         "orifice",
         ARMS,
         ["eoa_scale"],
@@ -89,7 +68,7 @@ def test_evaluator_resumes_and_does_not_depend_on_batch_size(client, tmp_path):
         == 0
     )
     other = EngineEvaluator(
-        cohort(),
+        orifice_cohort(30, seed=3),
         "orifice",
         ARMS,
         ["eoa_scale"],
@@ -104,7 +83,14 @@ def test_evaluator_resumes_and_does_not_depend_on_batch_size(client, tmp_path):
 
 def test_parameter_names_must_not_shadow_cohort_variables(tmp_path):
     with pytest.raises(ConfigError, match="share names with cohort variables"):
-        EngineEvaluator(cohort(), "orifice", ARMS, ["bsa_m2"], ["mean_gradient_mmhg"], tmp_path)
+        EngineEvaluator(
+            orifice_cohort(30, seed=3),
+            "orifice",
+            ARMS,
+            ["bsa_m2"],
+            ["mean_gradient_mmhg"],
+            tmp_path,
+        )
 
 
 def test_model_events_derive_classes_from_surrogate_outputs():

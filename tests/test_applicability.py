@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_validation import POP_CSV, synthetic_trial
+from conftest import POP_CSV, synthetic_trial
 
 from credibility.applicability import applicability, applicability_summary
 from credibility.comparators import load_populations

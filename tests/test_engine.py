@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from conftest import orifice_cohort
 from distributed import Client, LocalCluster
 
 from isct import expand_arms, simulate
@@ -30,34 +31,10 @@ ARMS = [
 ]
 
 
-def make_cohort(n: int, seed: int = 1) -> xr.Dataset:
-    rng = np.random.default_rng(seed)
-    return xr.Dataset(
-        {
-            "svi_ml_m2": ("patient", rng.normal(39, 7, n)),
-            "bsa_m2": ("patient", rng.normal(2.0, 0.2, n)),
-            "heart_rate_bpm": ("patient", rng.normal(70, 12, n)),
-        },
-        coords={"patient": np.arange(n)},
-    )
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as c:
-        yield c
-
-
-@pytest.fixture
-def client(cluster):
-    with Client(cluster) as c:
-        yield c
-
-
 @pytest.fixture
 def cohort_store(tmp_path) -> Path:
     path = tmp_path / "cohort.zarr"
-    make_cohort(600).to_zarr(path, consolidated=False)
+    orifice_cohort(600).to_zarr(path, consolidated=False)
     return path
 
 
@@ -106,7 +83,7 @@ def test_identical_for_1_and_2_workers(cohort_store, tmp_path):
 
 def test_in_memory_cohort_and_units(client, tmp_path):
     ds = simulate(
-        make_cohort(250), "orifice", ARMS, tmp_path / "o.zarr", client=client, batch_size=100
+        orifice_cohort(250), "orifice", ARMS, tmp_path / "o.zarr", client=client, batch_size=100
     )
     assert ds.sizes == {"arm": 2, "patient": 250, "batch": 3}
     assert ds["mean_gradient_mmhg"].attrs["units"] == "mmHg"
@@ -144,7 +121,7 @@ def test_failing_patients_are_statuses_not_failures(client, cohort_store, tmp_pa
 
 
 def test_invalid_input_is_flagged_before_the_model_runs(client, tmp_path):
-    cohort = make_cohort(50)
+    cohort = orifice_cohort(50)
     cohort["bsa_m2"][7] = 9.0  # outside the declared bounds (0.8, 3.5) m2
     cohort["svi_ml_m2"][8] = np.nan
     ds = simulate(cohort, "orifice", ARMS, tmp_path / "i.zarr", client=client, batch_size=20)
@@ -163,12 +140,12 @@ def test_rerun_skips_finished_and_refuses_other_trials(client, cohort_store, tmp
     with pytest.raises(StoreMismatchError, match="settings"):
         simulate(cohort_store, "orifice", ARMS, out, client=client, settings={"x": 1})
     with pytest.raises(StoreMismatchError, match="cohort"):
-        simulate(make_cohort(600, seed=2), "orifice", ARMS, out, client=client)
+        simulate(orifice_cohort(600, seed=2), "orifice", ARMS, out, client=client)
 
 
 def test_missing_inputs_and_sweeps():
     with pytest.raises(ConfigError, match="lacks inputs"):
-        simulate(make_cohort(5).drop_vars("bsa_m2"), "orifice", ARMS, "unused.zarr")
+        simulate(orifice_cohort(5).drop_vars("bsa_m2"), "orifice", ARMS, "unused.zarr")
     arms = expand_arms(ARMS[:1], {"grid": {"eoa_scale": [0.9, 1.1], "eoa_cm2": [1.0]}})
     assert [a["name"] for a in arms] == [
         "small[eoa_scale=0.9,eoa_cm2=1]",

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from test_plan import GOOD
-from test_validation import POP_CSV, TAVR_CSV, synthetic_trial
+from conftest import GOOD, POP_CSV, TAVR_CSV, synthetic_trial
 
 from credibility.applicability import applicability
 from credibility.comparators import load_comparators, load_populations

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from conftest import GOOD, PLAN
 
 from credibility.plan import (
     CREDIBILITY_FACTORS,
@@ -18,31 +18,6 @@ from credibility.plan import (
     load_plan,
     model_risk,
 )
-
-PLAN = Path(__file__).resolve().parents[1] / "credibility" / "plans" / "tavr_small_annuli.yaml"
-
-#: Evidence that meets every goal of the default plan.
-GOOD = {
-    "provenance": {"stage_chain_mismatches": 0},
-    "code_verification": {"order_error_abs": 0.05},
-    "verification": {"gci_max_pct": 1.2},
-    "simulation": {"solver_failure_fraction": 0.0},
-    "reproducibility": {"resimulation_match": True},
-    "model_card": {"n_assumptions": 7},
-    "uq": {"n_uncertain_inputs": 5},
-    "calibration": {
-        "model_forms": {"model_to_best_rms_z_ratio": 1.0},
-        "leave_one_study_out": {"rms_z": 0.9},
-    },
-    "validation": {
-        "n_comparators": 22,
-        "n_patients": 12000.0,
-        "n_strata": 14,
-        "fraction_consistent": 0.9,
-        "qoi_coverage": 1.0,
-    },
-    "applicability": {"max_abs_smd": 0.1, "min_fraction_within": 0.9},
-}
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import GOOD, synthetic_trial
 from scipy import ndimage, stats
-from test_plan import GOOD
-from test_validation import synthetic_trial
 
 from credibility.applicability import applicability
 from credibility.comparators import load_comparators, load_populations

@@ -3,12 +3,10 @@ metric, exact intervals, comparators and validate()."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
+from conftest import SIZE, TAVR_CSV, synthetic_trial
 from scipy import stats
 
 from credibility.comparators import (
@@ -22,77 +20,6 @@ from credibility.errors import ValidationError
 from credibility.metrics import area_metric, comparison_error
 from credibility.statistics import proportion_interval
 from credibility.validation import validate, validation_summary
-
-REPO = Path(__file__).resolve().parents[1]
-TAVR_CSV = REPO / "credibility" / "comparators" / "tavr.csv"
-POP_CSV = REPO / "credibility" / "comparators" / "tavr_populations.csv"
-ARMS = ["balloon_expandable", "self_expanding"]
-#: The outcome variable the TAVR comparators' size_mm selects on (the model's size output).
-SIZE = "valve_size_mm"
-STATUS_ATTRS = {
-    "flag_values": [0, 1, 2, 3],
-    "flag_meanings": "ok invalid_input solver_failure timeout",
-    "long_name": "simulation status",
-}
-
-
-def synthetic_trial(n: int = 400, seed: int = 1) -> tuple[xr.Dataset, xr.Dataset]:
-    """A small cohort and outcomes Dataset with the shapes of the TAVR trial contract."""
-    rng = np.random.default_rng(seed)
-    sex = rng.integers(0, 2, n).astype(np.int8)
-    area = np.where(sex == 1, rng.normal(512, 110, n), rng.normal(405, 75, n))
-    bsa = rng.normal(1.8 + 0.2 * sex, 0.15, n)
-    cohort = xr.Dataset(
-        {
-            "sex": (
-                "patient",
-                sex,
-                {"units": "1", "flag_values": [0, 1], "flag_meanings": "female male"},
-            ),
-            "age_yr": ("patient", rng.normal(79, 6, n), {"units": "yr"}),
-            "bmi_kg_m2": ("patient", rng.normal(27, 5, n), {"units": "kg m-2"}),
-            "bsa_m2": ("patient", bsa, {"units": "m2"}),
-            "annulus_area_mm2": ("patient", area, {"units": "mm2"}),
-            "annulus_perimeter_mm": (
-                "patient",
-                1.01 * 2 * np.sqrt(np.pi * np.clip(area, 100, None)),
-                {"units": "mm"},
-            ),
-            "sampling_weight": ("patient", np.ones(n), {"units": "1"}),
-        },
-        coords={"patient": np.arange(n, dtype=np.int64)},
-    )
-    size = np.stack([np.digitize(area, [345, 430, 546]), np.digitize(area, [380, 480, 600])])
-    size_mm = np.stack([np.array([20, 23, 26, 29])[size[0]], np.array([23, 26, 29, 34])[size[1]]])
-    eoa = np.stack([0.0036 * area, 0.0042 * area]) * rng.lognormal(0, 0.1, (2, n))
-    grad = 22.0 / eoa**1.2
-    net = 0.35 * grad
-    eoai = eoa / bsa
-    ppm = np.where(eoai <= 0.65, 2, np.where(eoai <= 0.85, 1, 0)).astype(np.int8)
-    status = np.zeros((2, n), dtype=np.int8)
-    status[0, :3] = 2
-    status[1, 5] = 1
-    bad = status != 0
-    eoa[bad] = grad[bad] = eoai[bad] = net[bad] = np.nan
-    ppm[bad] = -1
-    dims = ("arm", "patient")
-    outcomes = xr.Dataset(
-        {
-            "mean_gradient_mmhg": (dims, grad, {"units": "mmHg"}),
-            "net_mean_gradient_mmhg": (dims, net, {"units": "mmHg"}),
-            "eoa_cm2": (dims, eoa, {"units": "cm^2"}),
-            "eoai_cm2_m2": (dims, eoai, {"units": "cm^2/m^2"}),
-            "valve_size_mm": (dims, size_mm.astype(float), {"units": "mm"}),
-            "ppm_class": (
-                dims,
-                ppm,
-                {"flag_values": [-1, 0, 1, 2], "flag_meanings": "missing none moderate severe"},
-            ),
-            "status": (dims, status, STATUS_ATTRS),
-        },
-        coords={"arm": ARMS, "patient": np.arange(n, dtype=np.int64)},
-    )
-    return cohort, outcomes
 
 
 @pytest.fixture

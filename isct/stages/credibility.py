@@ -70,8 +70,8 @@ def _verification(trial: Trial, cohort: xr.Dataset) -> tuple[dict[str, Any], pd.
     summary_rows = (
         table.groupby(["arm", "endpoint"])["gci_fine_pct"].agg(["median", "max"]).reset_index()
     )
-    # The goal is on the quantities of interest (the trial's endpoints); event times such as
-    # ejection_time_s are resolved only to one step and are reported, not graded.
+    # The goal is on the quantities of interest (the trial's endpoints); event times are
+    # resolved only to one step and are reported, not graded.
     qoi = [e for e in trial.endpoints if e in set(table["endpoint"])]
     graded = table[table["endpoint"].isin(qoi)] if qoi else table
     gci_max = float(np.nanmax(graded["gci_fine_pct"])) if len(graded) else float("nan")
