@@ -239,7 +239,7 @@ def collect_evidence(
     stage_chain : sequence of mapping, optional
         Broken links of the stage chain, one mapping per file (``reader``, ``writer``,
         ``path``, ``kind``, ``expected``, ``actual``; e.g.
-        ``isct.provenance.ChainMismatch.to_dict()``); empty when every link holds.
+        ``isct.chain.ChainMismatch.to_dict()``); empty when every link holds.
     reproducibility : mapping, optional
         Evidence of the independent re-run; must hold ``resimulation_match`` (bool).
     calibration : mapping, optional

@@ -12,12 +12,10 @@ import pytest
 import xarray as xr
 import zarr
 
+from isct.chain import ChainMismatch, check_stage_chain, record_stage
 from isct.provenance import (
-    ChainMismatch,
     ManifestError,
-    check_stage_chain,
     hash_path,
-    record_stage,
     source_path,
     verify_hashes,
     write_manifest,

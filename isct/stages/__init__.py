@@ -15,7 +15,7 @@ module                 rule file                        writes
 
 Each stage takes the :class:`~isct.trial.Trial` and the paths Snakemake hands it, calls the
 packages, writes its outputs and ends by recording the SHA-256 of what it read and wrote in
-``provenance/<stage>.json`` (:func:`isct.provenance.record_stage`). The Snakemake scripts in
+``provenance/<stage>.json`` (:func:`isct.chain.record_stage`). The Snakemake scripts in
 ``workflow/scripts`` only adapt ``snakemake.*`` to these calls.
 """
 

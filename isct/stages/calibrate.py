@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..chain import record_stage
 from ..cluster import client_from_env
 from ..errors import ConfigError
 from ..evaluator import EngineEvaluator, first_patients
 from ..jsonio import write_json
 from ..projection import timepoint_projector
-from ..provenance import record_stage
 from ..trial import Trial, thaw
 
 __all__ = ["run_calibrate"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..provenance import record_stage
+from ..chain import record_stage
 from ..trial import Trial
 
 __all__ = ["run_cohort"]

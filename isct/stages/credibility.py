@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..chain import check_stage_chain, record_stage
 from ..jsonio import write_json
 from ..projection import timepoint_projector
-from ..provenance import check_stage_chain, record_stage
 from ..trial import Trial
 
 __all__ = ["CREDIBILITY_UPSTREAM", "run_credibility"]

@@ -23,8 +23,9 @@ import xarray as xr
 
 from models import load_card
 
+from ..chain import check_stage_chain, record_stage
 from ..jsonio import write_json
-from ..provenance import check_stage_chain, record_stage, write_manifest
+from ..provenance import write_manifest
 from ..trial import Trial
 
 __all__ = ["reproducibility_evidence", "run_report"]

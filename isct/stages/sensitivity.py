@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..chain import record_stage
 from ..cluster import client_from_env
 from ..evaluator import clean_attrs, first_patients, float_endpoints
 from ..jsonio import write_json
-from ..provenance import record_stage
 from ..trial import Trial
 from .common import placeholder_figure
 from .uq import evaluator_for

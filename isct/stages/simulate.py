@@ -7,9 +7,9 @@ from pathlib import Path
 
 import xarray as xr
 
+from ..chain import record_stage
 from ..engine import simulate
 from ..jsonio import write_json
-from ..provenance import record_stage
 from ..trial import Trial
 
 __all__ = ["run_simulate"]

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..chain import record_stage
 from ..cluster import client_from_env
 from ..evaluator import EngineEvaluator, clean_attrs, first_patients, float_endpoints
 from ..jsonio import write_json
-from ..provenance import record_stage
 from ..trial import Trial
 from .common import placeholder_figure
 
