@@ -404,10 +404,14 @@ def representation_table(
 ) -> pd.DataFrame:
     """Counts and weighted shares by sex x age band x BMI class.
 
+    Only the classifying variables the cohort has are used (a cohort without any of them
+    gives one row, the whole cohort).
+
     Parameters
     ----------
     ds : xarray.Dataset
-        Cohort with a categorical ``sex`` (flag_meanings), age in years and BMI in kg/m2.
+        Cohort with any of a categorical ``sex`` (flag_meanings), age in years and BMI in
+        kg/m2.
     sex, age, bmi : str
         Variable names (defaults: the TAVR cohort's).
     age_edges : sequence of float
@@ -421,27 +425,38 @@ def representation_table(
     -------
     pandas.DataFrame
         One row per combination (all combinations, zeros included) with columns ``sex``,
-        ``age_band``, ``bmi_class``, ``n`` (patients), ``weighted_n`` (sum of
+        ``age_band``, ``bmi_class`` (those present; else ``cohort``), ``n`` (patients), ``weighted_n`` (sum of
         ``sampling_weight``), ``share`` (n / total) and ``weighted_share`` (weighted_n /
         total weight, the population estimate when subgroups were oversampled).
     """
     w = _weights(ds)
-    sexes = _labels(ds, sex)
-    age_labels = _band_labels(age_edges, "yr")
     if tuple(bmi_edges) == (18.5, 25.0, 30.0):
         bmi_labels = ["underweight", "normal", "overweight", "obese"]
     else:
         bmi_labels = _band_labels(bmi_edges, "kg/m2")
-    s = np.asarray(ds[sex].values)
-    a = np.searchsorted(np.asarray(age_edges, dtype=float), np.asarray(ds[age].values), "right")
-    b = np.searchsorted(np.asarray(bmi_edges, dtype=float), np.asarray(ds[bmi].values), "right")
-    shape = (len(sexes), len(age_labels), len(bmi_labels))
-    flat = np.ravel_multi_index((s.astype(np.int64), a, b), shape)
-    counts = np.bincount(flat, minlength=np.prod(shape))
-    wcounts = np.bincount(flat, weights=w, minlength=np.prod(shape))
-    idx = pd.MultiIndex.from_product(
-        [sexes, age_labels, bmi_labels], names=["sex", "age_band", "bmi_class"]
+    factors = []  # (column, labels, codes) of the classifying variables the cohort has
+    if sex in ds:
+        factors.append(("sex", _labels(ds, sex), np.asarray(ds[sex].values).astype(np.int64)))
+    for column, name, edges, labels in (
+        ("age_band", age, age_edges, _band_labels(age_edges, "yr")),
+        ("bmi_class", bmi, bmi_edges, bmi_labels),
+    ):
+        if name in ds:
+            values = np.asarray(ds[name].values)
+            codes = np.searchsorted(np.asarray(edges, dtype=float), values, "right")
+            factors.append((column, labels, codes))
+    n = ds.sizes["patient"]
+    shape = tuple(len(f[1]) for f in factors)
+    flat = (
+        np.ravel_multi_index(tuple(f[2] for f in factors), shape) if factors else np.zeros(n, int)
     )
+    size = int(np.prod(shape)) if factors else 1
+    counts = np.bincount(flat, minlength=size)
+    wcounts = np.bincount(flat, weights=w, minlength=size)
+    if factors:
+        idx = pd.MultiIndex.from_product([f[1] for f in factors], names=[f[0] for f in factors])
+    else:  # a cohort without any of the classifying variables: one row, the whole cohort
+        idx = pd.Index(["all"], name="cohort")
     table = pd.DataFrame({"n": counts.astype(np.int64), "weighted_n": wcounts}, index=idx)
     total = max(int(counts.sum()), 1)
     table["share"] = table["n"] / total
