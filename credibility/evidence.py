@@ -59,7 +59,8 @@ class EvidenceKey:
     ----------
     key : str
         Dotted key into the evidence dict; a trailing ``.*`` marks a group of model-defined
-        detail (not nameable by a plan).
+        detail. A plan may name ``<group>.<name>`` of a group whose unit is ``model`` (the
+        model's own checks); it is not computed, and so fails, if the model does not report it.
     unit : str
         Unit of a number (``%``, ``1``, ``count``…) or the type (``bool``, ``str``,
         ``table``: a list of rows, ``list``).
@@ -89,7 +90,7 @@ EVIDENCE_KEYS: tuple[EvidenceKey, ...] = tuple(EvidenceKey(*row) for row in (
     ("code_verification.observed_order",                  "1",       "credibility", "observed order of accuracy on the model's problem with a known solution (or one per quantity)"),
     ("code_verification.observed_order_median",           "1",       "credibility", "median observed order over the quantities the model checks"),
     ("code_verification.order_error_abs",                 "1",       "credibility", "|observed - formal| order on the finest pair"),
-    ("code_verification.*",                               "any",     "credibility", "further detail the model's code verification reports (test problem, errors and orders per quantity)"),
+    ("code_verification.*",                               "model",   "credibility", "further values the model's code verification reports (its test problems' errors and orders); a plan may name one, code_verification.<name>, for a check that is the model's own"),
     ("verification.gci_max_pct",                          "%",       "credibility", "largest fine-grid Grid Convergence Index over the graded endpoints (GCIResult.summary)"),
     ("verification.gci_median_pct",                       "%",       "credibility", "median fine-grid GCI over the graded endpoints and patients"),
     ("verification.observed_order_median",                "1",       "credibility", "median observed order of the calculation verification study"),

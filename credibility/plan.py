@@ -124,6 +124,13 @@ class Plan:
 def _check_evidence_key(key: str, where: str) -> None:
     """The evidence a factor names must be a value the workflow computes (EVIDENCE_KEYS)."""
     entry = evidence_key(key)
+    model_defined = (
+        entry is not None
+        and entry.unit == "model"
+        and key.removeprefix(entry.key[:-1]).isidentifier()
+    )
+    if model_defined:
+        return
     if entry is None or entry.key != key:
         raise PlanError(
             f"{where} is '{key}', which is not an evidence key the workflow computes; "

@@ -65,13 +65,29 @@ def endpoint_names(outcomes: xr.Dataset, endpoints: Sequence[str] | None) -> lis
 
 def _event_values(
     outcomes: xr.Dataset, events: Mapping[str, EventLike] | None
-) -> dict[str, tuple[EventLike, np.ndarray]]:
-    """0/1/NaN arrays (arm, patient) of the events whose quantity is in the outcomes."""
+) -> dict[str, tuple[str, np.ndarray]]:
+    """Label and 0/1/NaN array (arm, patient) of the events whose quantity is in the outcomes.
+
+    An event on a quantity with dims beyond ``(arm, patient)`` (one value per element of a patient)
+    is counted per patient as "in any element" (labelled so); elements without a value do
+    not count, and a patient with none has no value.
+    """
     out = {}
     for name, event in (events or {}).items():
-        if event.quantity in outcomes:
-            x = outcomes[event.quantity].transpose("arm", "patient").values
-            out[name] = (event, np.asarray(event.occurs(x), dtype=float))
+        if event.quantity not in outcomes:
+            continue
+        var = outcomes[event.quantity].transpose("arm", "patient", ...)
+        x = np.asarray(var.values)
+        occurs = np.asarray(event.occurs(x), dtype=float)
+        extra = var.dims[2:]
+        label = event.label
+        if extra:
+            valid = np.isfinite(occurs)
+            axes = tuple(range(2, occurs.ndim))
+            anywhere = np.where(valid, occurs, 0.0).max(axis=axes)
+            occurs = np.where(valid.any(axis=axes), anywhere, np.nan)
+            label = f"{event.label} (any {' × '.join(map(str, extra))})"
+        out[name] = (label, occurs)
     return out
 
 
@@ -122,13 +138,13 @@ def results_by_arm(
                 }
             )
         )
-    for event, e in _event_values(outcomes, events).values():
+    for label, e in _event_values(outcomes, events).values():
         r = proportion_ci(np.nan_to_num(e), w, ok & np.isfinite(e), conf)
         frames.append(
             pd.DataFrame(
                 {
                     "arm": arms,
-                    "endpoint": event.label,
+                    "endpoint": label,
                     "unit": "%",
                     "n": r["n"],
                     "estimate": 100 * r["estimate"],
@@ -181,8 +197,8 @@ def arm_differences(
             outcomes[e].attrs.get("units", ""))
         for e in eps
     }  # fmt: skip
-    for event, e in _event_values(outcomes, events).values():
-        values[event.label] = (e, 100.0, "percentage points")
+    for label, e in _event_values(outcomes, events).values():
+        values[label] = (e, 100.0, "percentage points")
     rows = []
     for i, arm in enumerate(arms):
         if i == i_ref:
@@ -312,13 +328,13 @@ def subgroup_table(
                         }
                     )
                 )
-            for event, e in event_values.values():
+            for label, e in event_values.values():
                 r = proportion_ci(np.nan_to_num(e[i]), w, mask & np.isfinite(e[i]), conf)
                 frames.append(
                     pd.DataFrame(
                         {
                             **base,
-                            "endpoint": event.label,
+                            "endpoint": label,
                             "unit": "%",
                             "n": r["n"],
                             "estimate": 100 * r["estimate"],

@@ -165,11 +165,21 @@ def selected_values(
     *,
     size_variable: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Values and weights of the virtual patients a comparator row is compared with.
+    """Values and weights of the virtual patients (or elements) a comparator row selects.
+
+    Outcome variables may carry extra dims after ``(arm, patient)``, e.g. one value per
+    element of a patient (``element``): when the row's quantity or a variable its ``where``
+    clause names has them, the unit of the row is the element (patient × element) rather
+    than the patient. Patient-level outcomes, cohort variables and weights are then
+    broadcast along the extra dims, the arrays flattened to one row per element, and
+    elements with a non-finite value (absent slots, NaN) dropped like failed patients. So
+    ``y`` with ``where = "x>=50 & k>=2"`` (``x`` per element, ``k`` per patient) selects the
+    elements with ``x >= 50`` of patients with ``k >= 2``, each weighted by its patient's
+    sampling weight.
 
     Parameters
     ----------
-    arrays : mapping of str to ndarray, shape (arm, patient)
+    arrays : mapping of str to ndarray, shape (arm, patient[, extra dims])
         Outcome variables (at least ``status``, the row's quantity, ``size_variable`` for a
         row with ``size_mm``, and the variables its ``where`` uses).
     arms : sequence of str
@@ -187,13 +197,28 @@ def selected_values(
     Returns
     -------
     (values, weights) : ndarray, ndarray
-        Patients with ``status == 0`` and a valid value (``>= 0`` for integer classes).
+        One entry per selected patient (or element) with ``status == 0`` and a valid value
+        (``>= 0`` for integer classes).
 
     Raises
     ------
     ValidationError
-        For an unknown arm, quantity or ``where`` variable (the message lists what exists), or
-        a row with ``size_mm`` without a ``size_variable`` in ``arrays``.
+        For an unknown arm, quantity or ``where`` variable (the message lists what exists),
+        variables of the row whose extra dims differ, or a row with ``size_mm`` without a
+        ``size_variable`` in ``arrays``.
+
+    Examples
+    --------
+    A per-element quantity selected by a per-element and a patient-level variable:
+
+    >>> y = np.array([[[0.7, 0.9], [0.85, np.nan]]])  # (arm, patient, element)
+    >>> x = np.array([[[60.0, 40.0], [55.0, np.nan]]])
+    >>> arrays = {"y": y, "x": x, "status": np.zeros((1, 2), np.int8)}
+    >>> row = {"id": "r", "quantity": "y", "arm": "a", "where": "x>=50 & age>=60"}
+    >>> values, w = selected_values(arrays, ["a"], row, {"age": np.array([70, 50])},
+    ...                             np.array([1.0, 2.0]))
+    >>> values.tolist(), w.tolist()
+    ([0.7], [1.0])
     """
     where = f"comparator id={row['id']}"
     q, arm = row["quantity"], row["arm"]
@@ -205,15 +230,32 @@ def selected_values(
         raise ValidationError(
             f"{where}: arm '{arm}' not in outcomes; allowed: {list(arms) + [POOLED_ARM]}"
         )
+    clause = str(row.get("where") or "").strip()
+    size = row.get("size_mm", np.nan)
+    by_size = size is not None and np.isfinite(size)
+    used = {q} | (where_variables(clause) if clause else set())
+    used |= {size_variable} if by_size and size_variable else set()
+    extra = {np.shape(arrays[v])[2:] for v in used if v in arrays and np.ndim(arrays[v]) > 2}
+    if len(extra) > 1:
+        raise ValidationError(
+            f"{where}: variables {sorted(used)} have different extra dims {sorted(extra)}; "
+            "a row can broadcast patient-level variables along one set of extra dims only"
+        )
+    shape = (len(weights), *(extra.pop() if extra else ()))
+
+    def rows(x: np.ndarray) -> np.ndarray:
+        """One entry per patient (or element): patient-level values broadcast, flattened."""
+        x = np.asarray(x)
+        return np.broadcast_to(x.reshape(x.shape + (1,) * (len(shape) - x.ndim)), shape).ravel()
+
     idx = list(range(len(arms))) if arm == POOLED_ARM else [list(arms).index(arm)]
     values, chosen_w = [], []
     for a in idx:
-        vals = np.asarray(arrays[q][a], dtype=float)
-        ok = (np.asarray(arrays["status"][a]) == 0) & np.isfinite(vals)
+        vals = rows(np.asarray(arrays[q][a], dtype=float))
+        ok = (rows(arrays["status"][a]) == 0) & np.isfinite(vals)
         if np.issubdtype(np.asarray(arrays[q]).dtype, np.integer):
             ok &= vals >= 0
-        size = row.get("size_mm", np.nan)
-        if size is not None and np.isfinite(size):
+        if by_size:
             if size_variable is None:
                 raise ValidationError(
                     f"{where}: size_mm is {size:g} but no size_variable was given (the outcome "
@@ -224,15 +266,16 @@ def selected_values(
                     f"{where}: size_mm given but outcomes lack size_variable "
                     f"'{size_variable}'; available: {sorted(arrays)}"
                 )
-            ok &= np.asarray(arrays[size_variable][a], dtype=float) == size
-        if str(row.get("where") or "").strip():
+            ok &= rows(np.asarray(arrays[size_variable][a], dtype=float)) == size
+        if clause:
             variables = {**cohort_vars, **{k: v[a] for k, v in arrays.items()}}
+            variables = {k: rows(v) if k in used else v for k, v in variables.items()}
             try:
-                ok &= select(row["where"], variables, vals.size)
+                ok &= select(clause, variables, vals.size)
             except KeyError as exc:
                 raise ValidationError(f"{where}: {exc.args[0]}") from None
         values.append(vals[ok])
-        chosen_w.append(weights[ok])
+        chosen_w.append(rows(weights)[ok])
     return np.concatenate(values), np.concatenate(chosen_w)
 
 
@@ -277,7 +320,10 @@ def validate(
     valid value, weighted by the cohort ``sampling_weight`` (Kish effective n), from the
     outcomes *at the row's time point*: ``at_timepoint(days)`` returns the outcomes projected
     to that time, or a string giving why the model cannot predict it (the row is then
-    ``excluded`` with that reason).
+    ``excluded`` with that reason). A row on a variable with extra dims after
+    ``(arm, patient)`` (one value per element) compares elements, not patients
+    (:func:`selected_values`); the elements of one patient then count as independent in the
+    Kish n and the interval (clustering within patients is not accounted for).
 
     The V&V 20 comparison uses ``u_num = sqrt(u_num[quantity]² + SE_pred²)`` (the Monte
     Carlo error of the finite virtual cohort is a numerical error), ``u_input[quantity]``
@@ -290,8 +336,8 @@ def validate(
     Parameters
     ----------
     outcomes : xarray.Dataset
-        Dims ``(arm, patient)``; the comparator quantities, ``status`` (0 ok) and, for rows
-        with ``size_mm``, the ``size_variable``.
+        Dims ``(arm, patient[, extra dims])``; the comparator quantities, ``status`` (0 ok,
+        dims ``(arm, patient)``) and, for rows with ``size_mm``, the ``size_variable``.
     comparators : pandas.DataFrame
         As returned by :func:`credibility.comparators.load_comparators`.
     cohort : xarray.Dataset, optional

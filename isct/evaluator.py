@@ -40,7 +40,8 @@ def float_endpoints(model: Any, endpoints: Sequence[str]) -> list[str]:
 
 
 class EngineEvaluator:
-    """``evaluate(X) -> {output: array (n_rows, n_patients, n_arms)}`` through the engine.
+    """``evaluate(X) -> {output: array (n_rows, n_patients, n_arms[, extra dims])}`` through
+    the engine (extra dims: those of the output, e.g. per-element outputs of a patient).
 
     Parameters
     ----------
@@ -124,8 +125,9 @@ class EngineEvaluator:
         self.evaluations += n_rows * k * n_arms
         out = {}
         for name in self.outputs:
-            values = ds[name].values.reshape(n_arms, n_rows, k)
-            out[name] = np.ascontiguousarray(values.transpose(1, 2, 0))
+            values = ds[name].values  # (arm, row x patient[, extra dims])
+            values = values.reshape(n_arms, n_rows, k, *values.shape[2:])
+            out[name] = np.ascontiguousarray(np.moveaxis(values, 0, 2))
         log.info(
             "evaluated %d parameter rows x %d patients x %d arms -> %s", n_rows, k, n_arms, store
         )

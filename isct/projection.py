@@ -2,8 +2,8 @@
 
 Validation and calibration compare each published figure with the model's prediction at the
 time the figure was measured (:meth:`models.Model.at_timepoint`). This module turns a stored
-outcomes Dataset (dims ``arm, patient``) into that projection, arm by arm, or into the model's
-reason for not predicting it.
+outcomes Dataset (dims ``arm, patient`` and any extra dims, e.g. per element) into that
+projection, arm by arm, or into the model's reason for not predicting it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def timepoint_projector(
     model : models.Model
         The trial's model (its ``at_timepoint`` hook).
     outcomes : xarray.Dataset
-        Dims ``(arm, patient)`` (loaded).
+        Dims ``(arm, patient[, extra dims])`` (loaded); variables with extra dims are
+        projected too.
     cohort : xarray.Dataset
         The cohort (model inputs of the same patients).
     settings : mapping
@@ -39,7 +40,9 @@ def timepoint_projector(
     patients_index = outcomes["patient"].values
     cohort = cohort.sel(patient=patients_index) if "patient" in cohort.coords else cohort
     patients = {k: np.asarray(cohort[k].values) for k in model.inputs if k in cohort}
-    names = [v for v in outcomes.data_vars if outcomes[v].dims == ("arm", "patient")]
+    # per-patient outputs, with any extra dims after (arm, patient) (elements, time)
+    names = [v for v in outcomes.data_vars if outcomes[v].dims[:2] == ("arm", "patient")]
+    extra = {d for v in names for d in outcomes[v].dims[2:]}
     arms = [str(a) for a in outcomes["arm"].values]
     cache: dict[float, xr.Dataset | str] = {}
 
@@ -56,11 +59,12 @@ def timepoint_projector(
             for v in names:
                 projected.setdefault(v, []).append(np.asarray(result[v]))
         ds = xr.Dataset(
-            {
-                v: (("arm", "patient"), np.stack(projected[v]), dict(outcomes[v].attrs))
-                for v in names
+            {v: (outcomes[v].dims, np.stack(projected[v]), dict(outcomes[v].attrs)) for v in names},
+            coords={
+                "arm": outcomes["arm"].values,
+                "patient": patients_index,
+                **{d: outcomes[d].values for d in extra if d in outcomes.coords},
             },
-            coords={"arm": outcomes["arm"].values, "patient": patients_index},
         )
         cache[days] = ds
         return ds

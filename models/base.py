@@ -57,6 +57,10 @@ class Variable:
         :meth:`Model.output_dims`.
     attrs : mapping
         Extra attributes for the store (e.g. ``flag_values``/``flag_meanings``).
+    ragged : bool
+        Only for outputs with extra ``dims``: elements may be absent for a patient (e.g.
+        lesion slots a patient does not fill) and hold the fill value (NaN / −1). A row then
+        counts as a ``solver_failure`` only when none of its elements is valid.
     """
 
     units: str
@@ -65,6 +69,7 @@ class Variable:
     dtype: str = "float64"
     dims: tuple[str, ...] = ()
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    ragged: bool = False
 
     @property
     def fill_value(self) -> float | int:
@@ -268,7 +273,8 @@ def run_batch(
 
     Rows with an input outside its declared bounds (or non-finite) get status
     ``invalid_input`` and are not passed to the model. NaN in any float output of a row the
-    model marked ``ok`` (or left without a status) becomes ``solver_failure``. Outputs of
+    model marked ``ok`` (or left without a status) becomes ``solver_failure`` (for a
+    ``ragged`` output: NaN in every element). Outputs of
     rows that are not ``ok`` are set to the variable's fill value (NaN / −1).
 
     Parameters
@@ -320,7 +326,11 @@ def run_batch(
         for key, var in model.outputs.items():
             values = np.asarray(result[key])
             if np.dtype(var.dtype).kind == "f":
-                bad = ~np.isfinite(values).reshape(idx.size, -1).all(axis=1)
+                finite = np.isfinite(values).reshape(idx.size, -1)
+                if var.ragged and var.dims:  # absent elements are NaN; all absent is a failure
+                    bad = ~finite.any(axis=1) if finite.shape[1] else np.zeros(idx.size, bool)
+                else:
+                    bad = ~finite.all(axis=1)
                 sub_status = np.where(
                     (sub_status == STATUS["ok"]) & bad, STATUS["solver_failure"], sub_status
                 )

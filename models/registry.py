@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "isct.models"
 #: Built-in models: registry name → import string (imported lazily).
 _BUILTINS: dict[str, str] = {
     "tavr": "models.tavr:TAVRModel",
+    "coronary": "models.coronary:CoronaryModel",
     "external": "models.external:ExternalSolverModel",
     "orifice": "models.examples:OrificeModel",
     "flaky_orifice": "models.examples:FlakyOrificeModel",

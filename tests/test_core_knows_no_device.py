@@ -50,7 +50,8 @@ def model_vocabulary() -> set[str]:
             words |= set(declared)
         if model.size_output:
             words.add(model.size_output)
-    return words - {"status"}
+    # a one-word name (``treated``, ``cycles``) is plain English, not a device fact
+    return {w for w in words if "_" in w} | {n for n in _BUILTINS if n not in GENERIC_MODELS}
 
 
 def _numbers(value) -> set[str]:

@@ -396,3 +396,36 @@ def test_restart_on_mismatch_and_lazily_opened_cohort(client, cohort_store, tmp_
     assert_same(from_dataset, from_store)
     with pytest.raises(ValueError, match="on_mismatch"):
         simulate(cohort_store, "orifice", ARMS, out, client=client, on_mismatch="ignore")
+
+
+def test_run_batch_ragged_outputs_keep_absent_elements_and_fail_only_empty_rows():
+    """A ``ragged`` output with extra dims may hold NaN for absent elements (lesion slots a
+    patient does not fill); a row fails only when no element is valid, while NaN in a
+    non-ragged output still fails the row."""
+    from typing import ClassVar
+
+    from models import Model, Variable, run_batch
+
+    class Slots(Model):
+        name: ClassVar[str] = "slots"
+        inputs: ClassVar[dict] = {"n": Variable("1", "filled slots", (0, 3))}
+        outputs: ClassVar[dict] = {
+            "x": Variable("1", "per slot", dims=("slot",), ragged=True),
+            "y": Variable("1", "per slot, never absent", dims=("slot",)),
+        }
+
+        def output_dims(self, settings):
+            return {"slot": 3}
+
+        def simulate(self, patients, device, settings):
+            n = np.asarray(patients["n"])
+            filled = np.arange(3)[None, :] < n[:, None]
+            x = np.where(filled, 1.0, np.nan)
+            y = np.where(filled | (n[:, None] != 1), 2.0, np.nan)
+            return {"x": x, "y": y}
+
+    out = run_batch(Slots(), {"n": np.array([3, 2, 0, 1])}, {}, {})
+    ok, failure = STATUS["ok"], STATUS["solver_failure"]
+    # patient 2 fills no slot (x all NaN), patient 3 has NaN in the non-ragged y
+    assert out["status"].tolist() == [ok, ok, failure, failure]
+    assert np.isnan(out["x"][1, 2]) and out["x"][1, :2].tolist() == [1.0, 1.0]

@@ -175,7 +175,8 @@ def test_docstring_examples_run():
          r"is 'verification.gci_maximum_pct', which is not an evidence key the workflow "
          r"computes; closest: \['verification.gci_max_pct'"),
         ("provenance.stage_chain", r"is 'provenance.stage_chain', a table"),
-        ("code_verification.relative_error", r"not an evidence key the workflow computes"),
+        ("code_verification.cases.relative_error", r"not an evidence key the workflow computes"),
+        ("solver.relative_error", r"not an evidence key the workflow computes"),
     ],
 )  # fmt: skip
 def test_a_plan_naming_an_unlisted_evidence_key_is_refused(tmp_path, plan_dict, key, match):
@@ -189,3 +190,21 @@ def test_a_plan_naming_an_unlisted_evidence_key_is_refused(tmp_path, plan_dict, 
     assert info.match(match)
     with pytest.raises(PlanError, match=match):
         assess(plan_dict, GOOD)  # an in-memory plan is checked alike
+
+
+def test_a_model_defined_code_check_can_be_named_and_fails_when_not_reported(plan_dict):
+    """``code_verification.<name>``: the model's own check; absent evidence is not a pass."""
+    factor = plan_dict["credibility_factors"]["numerical_code_verification"]
+    factor.update(evidence="code_verification.analytic_rel_error", goal={"max": 1e-12})
+    factor.pop("partial", None)
+    status = assess(plan_dict, GOOD).set_index("factor")["status"]
+    assert status["numerical_code_verification"] == "missing"  # not reported: not met
+    reported = {
+        **GOOD,
+        "code_verification": {**GOOD["code_verification"], "analytic_rel_error": 1e-15},
+    }
+    status = assess(plan_dict, reported).set_index("factor")["status"]
+    assert status["numerical_code_verification"] == "pass"
+    reported["code_verification"]["analytic_rel_error"] = 1e-9
+    status = assess(plan_dict, reported).set_index("factor")["status"]
+    assert status["numerical_code_verification"] == "fail"

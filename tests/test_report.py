@@ -554,3 +554,29 @@ def test_weighted_percentiles_match_repeated_samples(trial):
     assert row["estimate"] == pytest.approx(rep.mean())
     assert row["median"] == np.sort(rep)[int(np.ceil(0.5 * rep.size)) - 1]
     assert row["p97_5"] == np.sort(rep)[int(np.ceil(0.975 * rep.size)) - 1]
+
+
+def test_an_event_on_per_element_outputs_counts_patients_with_it_in_any_element():
+    """Known answer: FFR per lesion (arm, patient, lesion), NaN for absent lesion slots."""
+    import xarray as xr
+
+    from models import Event
+
+    nan = np.nan
+    ffr = np.array([[[0.70, 0.90], [0.85, 0.95], [nan, nan], [0.81, 0.79]]] * 2)
+    ffr[1, 0, 0] = 0.85  # arm b: patient 0 no longer has a lesion <= 0.80
+    status = np.zeros((2, 4), dtype=np.int8)
+    outcomes = xr.Dataset(
+        {
+            "ffr": (("arm", "patient", "lesion"), ffr, {"units": "1"}),
+            "status": (("arm", "patient"), status),
+        },
+        coords={"arm": ["a", "b"], "patient": np.arange(4)},
+    )
+    events = {"low": Event("ffr", "FFR <= 0.80", threshold="<=0.80")}
+    table = results_by_arm(outcomes, endpoints=[], events=events).set_index("arm")
+    assert set(table["endpoint"]) == {"FFR <= 0.80 (any lesion)"}
+    # patients 0 and 3 of the 3 with a lesion (patient 2 has none) in arm a; only 3 in arm b
+    assert table.loc["a", "estimate"] == pytest.approx(100 * 2 / 3)
+    assert table.loc["b", "estimate"] == pytest.approx(100 * 1 / 3)
+    assert table.loc["a", "n"] == 3

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SIZE, TAVR_CSV, synthetic_trial
+import xarray as xr
+from conftest import SIZE, STATUS_ATTRS, TAVR_CSV, synthetic_trial
 from scipy import stats
 
 from credibility.comparators import (
@@ -338,6 +339,70 @@ def test_validate_errors_name_comparator_and_allowed_values(trial, tmp_path):
     )
     with pytest.raises(ValidationError, match="'lvot_mm'; available variables"):
         validate(outcomes, bad_where, cohort)
+
+
+def test_lesion_level_rows_select_lesions_and_broadcast_patient_variables(tmp_path):
+    """Known answer on a synthetic (arm, patient, lesion) outcome: a `where` on a lesion-level
+    output selects lesions; patient-level outputs, cohort variables and weights are broadcast
+    along the lesion dim; absent slots (NaN) and failed patients are dropped."""
+    nan = np.nan
+    ffr = np.array(
+        [
+            [[0.70, 0.90, nan], [0.75, 0.85, 0.60], [0.50, nan, nan], [0.95, 0.80, nan]],
+            [[0.65, 0.88, nan], [0.70, 0.82, 0.55], [0.45, nan, nan], [0.93, 0.78, nan]],
+        ]
+    )
+    ds_read = np.array(
+        [[[60.0, 45.0, nan], [80.0, 55.0, 92.0], [95.0, nan, nan], [52.0, 71.0, nan]]] * 2
+    )
+    n_vessels = np.array([[2, 3, 1, 2]] * 2, dtype=np.int16)  # patient level
+    status = np.zeros((2, 4), dtype=np.int8)
+    status[1, 3] = 2  # patient 3 failed in arm b
+    outcomes = xr.Dataset(
+        {
+            "ffr": (("arm", "patient", "lesion"), ffr, {"units": "1"}),
+            "ds_visual_pct": (("arm", "patient", "lesion"), ds_read, {"units": "%"}),
+            "n_vessels": (("arm", "patient"), n_vessels, {"units": "1"}),
+            "status": (("arm", "patient"), status, STATUS_ATTRS),
+        },
+        coords={"arm": ["a", "b"], "patient": np.arange(4), "lesion": np.arange(3)},
+    )
+    cohort = xr.Dataset(
+        {
+            "age_yr": ("patient", np.array([70.0, 55.0, 80.0, 64.0])),
+            "sampling_weight": ("patient", np.array([1.0, 2.0, 1.0, 0.5])),
+        },
+        coords={"patient": np.arange(4)},
+    )
+    head = HEADER.replace("category", "category,threshold").replace("citation", "where,citation")
+    rows = [
+        # lesions read 50-70 % of patients with >= 2 arteries: p0 l0 (FFR 0.70, weight 1),
+        # p1 l1 (0.85, weight 2), p3 l0 (0.95, weight 0.5); p2 has one artery
+        "band,S,validation,ffr,proportion,,<=0.80,a,50,%,0,"
+        "ds_visual_pct>=50 & ds_visual_pct<=70 & n_vessels>=2,c",
+        # lesions of patients aged >= 60 in arm b: p0 (0.65, 0.88), p2 (0.45); p3 failed
+        "old,S,validation,ffr,mean,,,b,0.7,1,0,age_yr>=60,c",
+        # patient-level quantity with a patient-level where: one row per patient
+        "mvd,S,validation,n_vessels,proportion,,>=2,a,50,%,0,age_yr>=60,c",
+    ]
+    comps = load_comparators(_write(tmp_path, head + "\n".join(rows) + "\n"))
+    t = validate(outcomes, comps, cohort).set_index("id")
+    # band: FFR <= 0.80 only for p0's lesion -> 1 / (1 + 2 + 0.5)
+    assert t.loc["band", "n_virtual"] == 3
+    assert t.loc["band", "predicted"] == pytest.approx(1.0 / 3.5)
+    # old: weighted mean of 0.65, 0.88 (weight 1 each) and 0.45 (weight 1)
+    assert t.loc["old", "n_virtual"] == 3
+    assert t.loc["old", "predicted"] == pytest.approx((0.65 + 0.88 + 0.45) / 3)
+    # mvd: patients 0, 2, 3 are >= 60; n_vessels >= 2 for p0 (w 1) and p3 (w 0.5), not p2
+    assert t.loc["mvd", "n_virtual"] == 3
+    assert t.loc["mvd", "predicted"] == pytest.approx(1.5 / 2.5)
+    # a row mixing two different extra dims cannot broadcast
+    outcomes["wave"] = (("arm", "patient", "time"), np.zeros((2, 4, 5)))
+    mixed = load_comparators(
+        _write(tmp_path, head + "m,S,validation,ffr,mean,,,a,0.7,1,0,wave>=0,c\n")
+    )
+    with pytest.raises(ValidationError, match="different extra dims"):
+        validate(outcomes, mixed, cohort)
 
 
 def test_population_file_errors(tmp_path):

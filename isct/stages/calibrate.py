@@ -44,11 +44,15 @@ log = logging.getLogger("isct.calibrate")
 
 
 def _outcomes_dataset(
-    values: dict[str, np.ndarray], row: int, arms: list[str], patients
+    values: dict[str, np.ndarray], row: int, arms: list[str], patients, model
 ) -> xr.Dataset:
-    """One design row's outcomes as a Dataset (arm, patient)."""
+    """One design row's outcomes as a Dataset (arm, patient[, the output's extra dims])."""
+    dims = {k: model.outputs[k].dims if k in model.outputs else () for k in values}
     return xr.Dataset(
-        {k: (("arm", "patient"), np.ascontiguousarray(v[row].T)) for k, v in values.items()},
+        {
+            k: (("arm", "patient", *dims[k]), np.ascontiguousarray(np.moveaxis(v[row], 1, 0)))
+            for k, v in values.items()
+        },
         coords={"arm": arms, "patient": patients},
     )
 
@@ -63,7 +67,7 @@ def _statistics(
     values = {k: values[k] for k in needed}
     Y, se, tables = [], [], []
     for j in range(len(X)):
-        ds = _outcomes_dataset(values, j, arms, cohort["patient"].values)
+        ds = _outcomes_dataset(values, j, arms, cohort["patient"].values, model)
         for name in ds.data_vars:
             ds[name].attrs["units"] = model.outputs[name].units if name in model.outputs else "1"
         row_settings = {**settings, **dict(zip(evaluator.parameters, X[j], strict=True))}
