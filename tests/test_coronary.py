@@ -185,6 +185,11 @@ def test_virtual_angiogram_reads_with_the_published_error_and_the_same_in_every_
     assert diff.std() == pytest.approx(8.4, abs=0.4)
     # QCA: 0.12 mm on both diameters of a 3 mm artery with a 1.35 mm lumen
     sd = 100 * np.sqrt((0.12 / 3.0) ** 2 + (1.35 * 0.12 / 9.0) ** 2)
+    # the visual error is independent of the QCA's: against the true lumen its SD is the
+    # published SD of the difference less the QCA's share, and it is uncorrelated with it
+    true = a["ds_true_pct"][:, :2].ravel()
+    assert (visual - true).std() == pytest.approx(np.sqrt(8.4**2 - sd**2), abs=0.4)
+    assert abs(np.corrcoef(visual - true, qca - true)[0, 1]) < 0.05
     assert qca.mean() == pytest.approx(55.0, abs=0.3)
     assert qca.std() == pytest.approx(sd, rel=0.08)
     exact = run(p, {"strategy": "ffr"}, PLAIN)
@@ -278,5 +283,5 @@ def test_tiny_coronary_trial_runs_end_to_end(tiny_run):
     assert assessment.loc["use_error", "status"] == "pass"
     assert assessment.loc["numerical_code_verification", "status"] == "pass"
     html = (tiny_run / "reports" / config["trial"]["name"] / "credibility_report.html").read_text()
-    for text in ("lesions_treated", "ffr_post_min", "fame_ffr_visual_71_90", "coronary 1.0.0"):
+    for text in ("lesions_treated", "ffr_post_min", "fame_ffr_visual_71_90", "coronary 1.1.0"):
         assert text in html

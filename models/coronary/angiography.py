@@ -14,8 +14,17 @@ report the read. Two reads of every lesion, with published error:
   with visual assessment and quantitative coronary angiography in patients undergoing
   percutaneous coronary intervention in contemporary practice: the Assessing Angiography
   (A2) project. Circulation 2013;127:1793-1800; summary: acc.org journal scan 2013-07-05):
-  ``DS_visual = DS_QCA + 8.2 + 8.4·z``, rounded to a whole percent as operators report it,
-  at most 99 % (a lesion with measurable FFR is not occluded). A Chinese multicentre study
+  the operator reads the angiogram, not the QCA software's output, so the visual error is
+  independent of the QCA edge-detection error and the published SD of the *difference*
+  (8.4) is the sum in quadrature of both reads' errors: ``σ_visual² = 8.4² − σ_QCA²``, with
+  ``σ_QCA`` the lesion's QCA error in percentage points (first-order propagation of the two
+  0.12 mm errors: ``σ_QCA = 100 · σ_mm / RD · sqrt(1 + (MLD / RD)²)``, about 4-5 points at
+  2.5-3.5 mm). So ``DS_visual = DS_true + 8.2 + σ_visual·z``, rounded to a whole percent as
+  operators report it, at most 99 % (a lesion with measurable FFR is not occluded); then
+  ``DS_visual − DS_QCA`` has mean 8.2 and SD 8.4, as published. (Before version 1.1.0 the
+  visual read was ``DS_QCA + 8.2 + 8.4·z``: it inherited the QCA software's random error,
+  and its error against the true lumen had SD ``sqrt(8.4² + σ_QCA²)`` instead of
+  ``sqrt(8.4² − σ_QCA²)``.) A Chinese multicentre study
   found a larger overestimation (16.0 ± 11.5 points without AMI; Zhang H, et al. JAMA Intern
   Med 2018;178:239-247, China PEACE), the range an uncertainty analysis may use.
 
@@ -73,6 +82,9 @@ def read_lesions(
     d0_read = np.maximum(d0 + sd * effects["qca_reference"], 0.5)
     mld_read = np.clip(mld + sd * effects["qca_mld"], 0.01 * d0_read, d0_read)
     ds_qca = np.clip(100.0 * (1.0 - mld_read / d0_read), 0.0, 99.0)
-    visual = ds_qca + col("visual_bias_pct") + col("visual_sd_pct") * effects["visual"]
+    # the visual read's own error: the published SD of visual - QCA less the QCA's share
+    sd_qca_pct = 100.0 * sd / d0 * np.sqrt(1.0 + (mld / d0) ** 2)
+    sd_visual = np.sqrt(np.maximum(col("visual_sd_pct") ** 2 - sd_qca_pct**2, 0.0))
+    visual = ds_true + col("visual_bias_pct") + sd_visual * effects["visual"]
     ds_visual = np.clip(np.rint(visual), 0.0, 99.0)
     return {"ds_qca_pct": ds_qca, "ds_visual_pct": ds_visual, "d0_qca_mm": d0_read}

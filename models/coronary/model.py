@@ -59,7 +59,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "measurement": "angiography",  # {"angiography", "exact"}
     "qca_diameter_sd_mm": 0.12,  # Dodge et al. 1992
     "visual_bias_pct": 8.2,  # A2 project, Nallamothu et al. 2013
-    "visual_sd_pct": 8.4,
+    "visual_sd_pct": 8.4,  # SD of visual - QCA; the visual error alone: sqrt(8.4² - SD_QCA²)
     # stents (models.coronary.vessels.deploy_stents)
     "stent_expansion_mean": 0.77,
     "stent_expansion_sd": 0.10,  # assumption (card.yaml)
@@ -216,7 +216,7 @@ class CoronaryModel(Model):
     """
 
     name: ClassVar[str] = "coronary"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
     inputs: ClassVar[dict[str, Variable]] = {
         "aortic_pressure_mmhg": Variable(
             "mmHg", "mean aortic pressure at maximal hyperaemia", (40.0, 160.0)
