@@ -16,23 +16,34 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .resources import data_root, resolve_data_path, schema_path
 
 __all__ = [
-    "REPO_ROOT",
-    "SCHEMA_PATH",
+    "FILE_KEYS",
     "load_config",
     "model_of",
-    "uncertainty_problem",
     "resolve_path",
+    "uncertainty_problem",
     "validate_config",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+#: Config keys that name files. A relative path is looked up in the run directory, then among
+#: isct's built-in files (:func:`isct.resources.resolve_data_path`).
+FILE_KEYS = (
+    "cohort.population",
+    "model.card",
+    "credibility.plan",
+    "credibility.comparators",
+    "calibration.comparators",
+)
+
+# Deprecated: the folder of isct's built-in files (the checkout, or site-packages when
+# installed). Only isct.evidence still imports it; use isct.resources instead.
+REPO_ROOT = data_root()
 
 
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.safe_load(schema_path().read_text())
 
 
 def _with_defaults(validator_cls):
@@ -90,7 +101,9 @@ def _describe(error: jsonschema.ValidationError, source: str) -> Iterator[str]:
         yield f"{source}: key '{key}': {error.message}"
 
 
-def validate_config(config: dict, *, source: str = "<config>") -> dict:
+def validate_config(
+    config: dict, *, source: str = "<config>", workdir: str | os.PathLike | None = None
+) -> dict:
     """Validate ``config`` in place against the trial schema and fill defaults.
 
     Parameters
@@ -99,6 +112,9 @@ def validate_config(config: dict, *, source: str = "<config>") -> dict:
         Parsed YAML. Modified in place (defaults filled).
     source : str
         File name used in messages.
+    workdir : str or path, optional
+        The run directory, where relative file paths of the config are looked up first
+        (then among isct's built-in files); default the current working directory.
 
     Returns
     -------
@@ -122,13 +138,26 @@ def validate_config(config: dict, *, source: str = "<config>") -> dict:
     ):
         messages.extend(_describe(error, source))
     if not messages:
-        messages.extend(_check_references(config, source))
+        messages.extend(_check_references(config, source, workdir))
     if messages:
         raise ConfigError("invalid trial config:\n  " + "\n  ".join(dict.fromkeys(messages)))
     return config
 
 
-def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator[str]:
+def _file_keys(config: Mapping[str, Any]) -> dict[str, str | None]:
+    """The value of every key of :data:`FILE_KEYS` (None where the config names no file)."""
+    values = {}
+    for key in FILE_KEYS:
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values[key] = node
+    return values
+
+
+def _check_named_files(
+    files: Mapping[str, str | None], source: str, workdir: str | os.PathLike | None
+) -> Iterator[str]:
     """Load every file the config names with its own validator, so a bad population spec,
     plan or comparator table stops the run before any work too."""
     import cohorts
@@ -139,39 +168,59 @@ def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator
         "cohort.population": (cohorts.load_spec, cohorts.CohortSpecError),
         "credibility.plan": (load_plan, PlanError),
         "credibility.comparators": (load_comparators, ComparatorError),
+        "calibration.comparators": (load_comparators, ComparatorError),
     }
     for key, (load, error) in checks.items():
         if files.get(key):
             try:
-                load(resolve_path(files[key]))
+                load(resolve_path(files[key], workdir=workdir))
             except (error, ValueError) as err:
                 yield f"{source}: key '{key}' names a file with a problem: {err}"
 
 
-def resolve_path(path: str | os.PathLike) -> Path:
-    """A path from a trial config: absolute, or relative to the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
+def resolve_path(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> Path:
+    """A file a trial config names: absolute, or relative to the run directory, else to the
+    folder of isct's built-in files (:func:`isct.resources.resolve_data_path`).
+
+    Parameters
+    ----------
+    path : str or path
+        As written in the config.
+    workdir : str or path, optional
+        The run directory; default the current working directory (the run directory in every
+        workflow stage).
+
+    Returns
+    -------
+    pathlib.Path
+        The first place the file exists, else its place in the run directory.
+    """
+    return resolve_data_path(path, workdir=workdir)[0]
 
 
-def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
+def _check_references(
+    config: Mapping[str, Any], source: str, workdir: str | os.PathLike | None = None
+) -> Iterator[str]:
     from models import ModelNotFoundError
 
-    files = {
-        "cohort.population": config["cohort"]["population"],
-        "model.card": config["model"].get("card"),
-        "credibility.plan": config.get("credibility", {}).get("plan"),
-        "credibility.comparators": config.get("credibility", {}).get("comparators"),
-    }
+    files = _file_keys(config)
     missing = False
     for key, path in files.items():
-        if path is not None and not resolve_path(path).is_file():
+        if path is None:
+            continue
+        found, looked = resolve_data_path(path, workdir=workdir)
+        if not found.is_file():
             missing = True
-            yield f"{source}: key '{key}' names {path!r}, which does not exist (paths are relative to the repository root, where the trial runs)"
+            places = " nor ".join(str(p) for p in looked)
+            yield (
+                f"{source}: key '{key}' names {path!r}, which is neither {places}; a relative "
+                "path is looked up in the run directory (the working directory or --directory), "
+                "then among isct's built-in files"
+            )
     if not missing:
-        yield from _check_named_files(files, source)
+        yield from _check_named_files(files, source, workdir)
     try:
-        model = model_of(config, source=source)
+        model = model_of(config, source=source, workdir=workdir)
     except (ModelNotFoundError, TypeError) as err:
         yield f"{source}: key 'model.name': {err}"
         return
@@ -208,7 +257,7 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         from models import ModelCardError, load_card
 
         try:
-            load_card(resolve_path(card), model)
+            load_card(resolve_path(card, workdir=workdir), model)
         except ModelCardError as err:
             yield f"{source}: key 'model.card': {err}"
     endpoints = config.get("endpoints", [])
@@ -221,15 +270,24 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         yield f"{source}: key 'arms' repeats names {dupes}; arm names must be unique"
 
 
-def model_of(config: Mapping[str, Any], *, source: str = "<config>"):
-    """The model instance a trial config names, built with its ``model.options``."""
+def model_of(
+    config: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    workdir: str | os.PathLike | None = None,
+):
+    """The model instance a trial config names, built with its ``model.options``.
+
+    An external solver's relative paths (``executable``, ``template_file``, ``{base_dir}``)
+    are relative to the run directory ``workdir`` (default the current working directory).
+    """
     from models import get_model
 
     name = config["model"]["name"]
     options = dict(config["model"].get("options") or {})
     if name == "external":
         options.setdefault("source", source)
-        options.setdefault("base_dir", str(REPO_ROOT))
+        options.setdefault("base_dir", str(Path.cwd() if workdir is None else Path(workdir)))
     return get_model(name, **options)
 
 
@@ -244,8 +302,9 @@ def uncertainty_problem(config: Mapping[str, Any], *, source: str = "<config>"):
     )
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read and validate a trial config file (see :func:`validate_config`)."""
+def load_config(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> dict:
+    """Read and validate a trial config file (see :func:`validate_config`; ``workdir`` is the
+    run directory, default the current working directory)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -255,4 +314,4 @@ def load_config(path: str | os.PathLike) -> dict:
         config = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return validate_config(config, source=str(path))
+    return validate_config(config, source=str(path), workdir=workdir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from distributed import Client, LocalCluster
 from isct.analysis import EngineEvaluator, model_events
 from isct.cli import main
 from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
-from isct.config import REPO_ROOT
 from isct.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.distributed
 
