@@ -31,27 +31,27 @@ def _machine_env(args: argparse.Namespace) -> dict[str, str]:
     if args.scheduler:
         env[ENV_SCHEDULER] = args.scheduler
     if args.cluster_profile:
-        env[ENV_PROFILE] = str(Path(args.cluster_profile).resolve())
+        env[ENV_PROFILE] = str(_builtin_or_given(args.cluster_profile, "cluster profile"))
     if args.workers:
         env[ENV_WORKERS] = str(args.workers)
     return env
 
 
-def _config_path(given: str | None) -> Path:
-    """The trial config of ``isct run``/``simulate``: the path given (relative to the working
-    directory, else to isct's built-in ``config/`` folder), or the built-in default trial."""
-    if given is None:
-        return default_config()
+def _builtin_or_given(given: str, what: str) -> Path:
+    """A file named on the command line: relative to the working directory, else to isct's
+    workflow folder (``config/config.yaml``, ``config/clusters/slurm.yaml`` work anywhere)."""
     path = Path(given)
     if path.is_file() or path.is_absolute():
         return path.resolve()
     builtin = workflow_dir() / path
     if builtin.is_file():
         return builtin
-    raise ConfigError(
-        f"{given}: no such trial config, neither {path.resolve()} nor {builtin} (isct's "
-        "built-in trials)"
-    )
+    raise ConfigError(f"{given}: no such {what}, neither {path.resolve()} nor {builtin} (built in)")
+
+
+def _config_path(given: str | None) -> Path:
+    """The trial config of ``isct run``/``simulate``: the path given, or the default trial."""
+    return default_config() if given is None else _builtin_or_given(given, "trial config")
 
 
 def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
@@ -59,6 +59,7 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
     workdir = Path(args.directory).resolve()
     # every config problem is reported here, before any work
     config = load_config(config_path, workdir=workdir)
+    env = _machine_env(args)
     targets = [target.format(trial=config["trial"]["name"])] if target else []
     cmd = [
         sys.executable,
@@ -81,7 +82,7 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
     ]
     workdir.mkdir(parents=True, exist_ok=True)
     _clear_stale_locks(workdir, args)
-    return run_recorded(cmd, workdir=workdir, env=_machine_env(args))
+    return run_recorded(cmd, workdir=workdir, env=env)
 
 
 def _clear_stale_locks(workdir: Path, args: argparse.Namespace) -> None:

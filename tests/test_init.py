@@ -119,7 +119,7 @@ def test_the_blank_project_runs_as_generated(tmp_path):
     results = project / "results" / "my_trial"
     outcomes = xr.open_zarr(results / "outcomes.zarr", consolidated=False)
     assert outcomes.attrs["model"] == "example_orifice"
-    assert dict(outcomes.sizes) == {"arm": 2, "patient": 100}
+    assert (outcomes.sizes["arm"], outcomes.sizes["patient"]) == (2, 100)
     assert (outcomes["status"].values == 0).all()
     gradient = outcomes["mean_gradient_mmhg"].mean("patient").values
     assert gradient[0] > 1.5 * gradient[1]  # the 1.4 cm2 orifice costs more than the 2.0 cm2

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+import zarr
 
 from isct.cli import main
 from isct.config import FILE_KEYS
@@ -59,6 +60,14 @@ def _start_recorded_run(workdir: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=workdir, start_new_session=True)
     assert _wait_for(lambda: any(r["locks"] for r in _records(workdir)), 60)
     return proc
+
+
+def _batches_done(store: Path) -> int:
+    """Finished simulation batches of an outcomes store (0 while it is being created)."""
+    try:
+        return int(zarr.open_group(store, mode="r")["batch_done"][:].sum())
+    except Exception:
+        return 0
 
 
 def _kill_hard(proc: subprocess.Popen) -> None:
@@ -158,8 +167,8 @@ def test_locks_no_record_explains_are_kept_with_a_hint(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_project_run_killed_hard_resumes_on_rerun_and_matches_a_clean_run(tmp_path, tiny_run):
     """`isct init --template tavr`, sized as the tiny trial; `isct run config.yaml` SIGKILLed
-    (the whole process group) while it simulates; the same command again finishes, with the
-    outcomes of a run never interrupted."""
+    (the whole process group) once it has simulated a batch; the same command again
+    finishes, with the outcomes of a run never interrupted."""
     project = tmp_path / "project"
     assert main(["init", str(project), "--template", "tavr"]) == 0
     generated = yaml.safe_load((project / "config.yaml").read_text())
@@ -178,10 +187,12 @@ def test_a_project_run_killed_hard_resumes_on_rerun_and_matches_a_clean_run(tmp_
             command, cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            started = _wait_for(lambda: (results / "outcomes.zarr" / "zarr.json").exists(), 600)
+            started = _wait_for(lambda: _batches_done(results / "outcomes.zarr") > 0, 600)
         finally:
             _kill_hard(first)
     assert started, (tmp_path / "first.log").read_text()[-3000:]
+    done_at_kill = _batches_done(results / "outcomes.zarr")
+    simulated = (results / "simulate.json").exists()
     assert lock_files(project), "the killed run left no lock to clear"
     assert not (results / "manifest.json").exists()
 
@@ -193,5 +204,9 @@ def test_a_project_run_killed_hard_resumes_on_rerun_and_matches_a_clean_run(tmp_
     resumed = xr.open_zarr(results / "outcomes.zarr", consolidated=False)
     clean = xr.open_zarr(tiny_run / "results" / "ci_tiny" / "outcomes.zarr", consolidated=False)
     assert (resumed["status"].values >= 0).all()  # every cell was run
+    if not simulated:  # the simulate stage resumed its store: finished batches kept
+        last = json.loads(resumed.attrs["isct_last_run"])
+        assert last["batches_skipped"] == done_at_kill
+        assert last["batches_run"] == last["batches_total"] - done_at_kill
     for name in clean.data_vars:
         np.testing.assert_array_equal(resumed[name].values, clean[name].values, err_msg=name)
