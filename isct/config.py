@@ -22,6 +22,7 @@ __all__ = [
     "FILE_KEYS",
     "load_config",
     "model_of",
+    "named_files",
     "resolve_path",
     "uncertainty_problem",
     "validate_config",
@@ -144,14 +145,15 @@ def validate_config(
     return config
 
 
-def _file_keys(config: Mapping[str, Any]) -> dict[str, str | None]:
-    """The value of every key of :data:`FILE_KEYS` (None where the config names no file)."""
+def named_files(config: Mapping[str, Any]) -> dict[str, str]:
+    """The files a trial config names: key of :data:`FILE_KEYS` → path as written."""
     values = {}
     for key in FILE_KEYS:
         node: Any = config
         for part in key.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
-        values[key] = node
+        if node:
+            values[key] = node
     return values
 
 
@@ -203,11 +205,9 @@ def _check_references(
 ) -> Iterator[str]:
     from models import ModelNotFoundError
 
-    files = _file_keys(config)
+    files = named_files(config)
     missing = False
     for key, path in files.items():
-        if path is None:
-            continue
         found, looked = resolve_data_path(path, workdir=workdir)
         if not found.is_file():
             missing = True

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from .config import named_files
 from .errors import IsctError
 from .resources import data_root, workflow_dir
 
@@ -79,13 +80,6 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
-def _get(config: dict, key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
 def _set(config: dict, key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     node = config
@@ -99,7 +93,7 @@ def _rewrite(text: str, config: dict, renamed: dict[str, str]) -> str:
     YAML dump of the config (without comments) when a value cannot be replaced in place."""
     new_text = text
     for key, new in renamed.items():
-        old = _get(config, key)
+        old = named_files(config)[key]
         leaf = re.escape(key.rsplit(".", 1)[-1])
         pattern = re.compile(rf"(\b{leaf}:[ \t]*)(['\"]?){re.escape(old)}\2(?=[\s,}}#]|$)")
         new_text, count = pattern.subn(lambda m, new=new: m.group(1) + new, new_text)
@@ -107,7 +101,7 @@ def _rewrite(text: str, config: dict, renamed: dict[str, str]) -> str:
             break
     else:
         rewritten = yaml.safe_load(new_text)
-        if all(_get(rewritten, k) == v for k, v in renamed.items()):
+        if all(named_files(rewritten).get(k) == v for k, v in renamed.items()):
             return new_text
     config = yaml.safe_load(text)
     for key, new in renamed.items():
@@ -138,10 +132,8 @@ def _plan(template: str) -> tuple[str, dict[Path, Path]]:
     copies: dict[Path, Path] = {}
     renamed: dict[str, str] = {}
     missing: list[str] = []
-    for key, name in PROJECT_FILES.items():
-        value = _get(config, key)
-        if not value:
-            continue
+    for key, value in named_files(config).items():
+        name = PROJECT_FILES[key]
         places = _source(value, config_file.parent)
         found = next((p for p in places if p.is_file()), None)
         if found is None:

@@ -12,21 +12,12 @@ import xarray as xr
 import yaml
 
 from isct.cli import main
-from isct.config import FILE_KEYS, load_config
+from isct.config import load_config, named_files
 from isct.errors import IsctError
 from isct.init import TEMPLATES, Template, _rewrite, init_project
 from isct.resources import resolve_data_path, workflow_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _file_values(config: dict) -> dict[str, str]:
-    values = {}
-    for key in FILE_KEYS:
-        section, leaf = key.split(".")
-        if config.get(section, {}).get(leaf):
-            values[key] = config[section][leaf]
-    return values
 
 
 @pytest.mark.parametrize("template", ["tavr", "blank"])
@@ -38,7 +29,7 @@ def test_a_project_names_only_its_own_files_and_validates_from_anywhere(
     assert f"cd {project} && isct run config.yaml" in capsys.readouterr().out
     monkeypatch.chdir(tmp_path)  # not the project: validation must not lean on the cwd
     config = load_config(project / "config.yaml", workdir=project)
-    files = _file_values(config)
+    files = named_files(config)
     assert {"cohort.population", "model.card", "credibility.plan"} <= set(files)
     for key, value in files.items():
         found, _ = resolve_data_path(value, workdir=project)

@@ -17,7 +17,7 @@ import yaml
 import zarr
 
 from isct.cli import main
-from isct.config import FILE_KEYS
+from isct.config import named_files
 from isct.locks import RECORDS, clear_stale_locks, lock_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -173,11 +173,11 @@ def test_a_project_run_killed_hard_resumes_on_rerun_and_matches_a_clean_run(tmp_
     assert main(["init", str(project), "--template", "tavr"]) == 0
     generated = yaml.safe_load((project / "config.yaml").read_text())
     config = yaml.safe_load(TINY.read_text())
-    for key in FILE_KEYS:  # the tiny trial, reading the project's copies of its files
+    mine = named_files(generated)
+    for key in named_files(config):  # the tiny trial, reading the project's copies of its files
         section, leaf = key.split(".")
-        if config.get(section, {}).get(leaf):
-            config[section][leaf] = generated[section][leaf]
-            assert (project / generated[section][leaf]).is_file(), key
+        config[section][leaf] = mine[key]
+        assert (project / mine[key]).is_file(), key
     (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "isct", "run", "config.yaml", "--cores", "2"]
     results = project / "results" / "ci_tiny"
