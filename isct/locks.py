@@ -142,7 +142,7 @@ def clear_stale_locks(workdir: str | os.PathLike) -> LockReport:
     accounted: set[str] = set()
     for path in records:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDWR)  # writable: NFS emulates flock by fcntl write locks
         except OSError:
             continue
         try:
