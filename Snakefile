@@ -3,8 +3,9 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The default trial; `--configfile` replaces it (not merged, so a trial never inherits
-# another trial's keys).
+# The default trial when snakemake runs in the checkout without `--configfile` (isct always
+# passes one); `--configfile` replaces it (not merged, so a trial never inherits another
+# trial's keys).
 if not config:
 
     configfile: "config/config.yaml"

@@ -18,10 +18,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .cluster import open_client
-from .config import load_config
 from .engine import expand_arms, simulate
 from .errors import ConfigError, IsctError, SimulationIncompleteError, StoreMismatchError
-from .trial import Trial
+from .trial import Trial, load_config
 
 __all__ = [
     "ConfigError",

@@ -1,22 +1,29 @@
-"""The ``isct`` command line: run a trial, run one stage, generate a cohort, inspect, verify."""
+"""The ``isct`` command line: run a trial, run one stage, start a trial project, generate a
+cohort, inspect, verify.
+
+``isct run`` and ``isct simulate`` write ``results/`` and ``reports/`` under the run directory
+(the working directory, or ``--directory``); arguments after ``--`` go to Snakemake.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from . import __version__
 from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS
-from .config import REPO_ROOT, load_config
-from .errors import IsctError
+from .errors import ConfigError, IsctError
+from .locks import clear_stale_locks, run_recorded
+from .resources import default_config, snakefile, workflow_dir
+from .trial import load_config
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
-DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+#: Subcommands that pass the arguments after ``--`` to Snakemake.
+_SNAKEMAKE_COMMANDS = ("run", "simulate")
 
 
 def _machine_env(args: argparse.Namespace) -> dict[str, str]:
@@ -24,23 +31,44 @@ def _machine_env(args: argparse.Namespace) -> dict[str, str]:
     if args.scheduler:
         env[ENV_SCHEDULER] = args.scheduler
     if args.cluster_profile:
-        env[ENV_PROFILE] = str(Path(args.cluster_profile).resolve())
+        env[ENV_PROFILE] = str(_builtin_or_given(args.cluster_profile, "cluster profile"))
     if args.workers:
         env[ENV_WORKERS] = str(args.workers)
     return env
 
 
-def _snakemake(args: argparse.Namespace, targets: list[str]) -> int:
-    config_path = Path(args.config).resolve()
-    load_config(config_path)  # every config problem is reported here, before any work
+def _builtin_or_given(given: str, what: str) -> Path:
+    """A file named on the command line: relative to the working directory, else to isct's
+    workflow folder (``config/config.yaml``, ``config/clusters/slurm.yaml`` work anywhere)."""
+    path = Path(given)
+    if path.is_file() or path.is_absolute():
+        return path.resolve()
+    builtin = workflow_dir() / path
+    if builtin.is_file():
+        return builtin
+    raise ConfigError(f"{given}: no such {what}, neither {path.resolve()} nor {builtin} (built in)")
+
+
+def _config_path(given: str | None) -> Path:
+    """The trial config of ``isct run``/``simulate``: the path given, or the default trial."""
+    return default_config() if given is None else _builtin_or_given(given, "trial config")
+
+
+def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
+    config_path = _config_path(args.config)
+    workdir = Path(args.directory).resolve()
+    # every config problem is reported here, before any work
+    config = load_config(config_path, workdir=workdir)
+    env = _machine_env(args)
+    targets = [target.format(trial=config["trial"]["name"])] if target else []
     cmd = [
         sys.executable,
         "-m",
         "snakemake",
         "--snakefile",
-        str(REPO_ROOT / "Snakefile"),
+        str(snakefile()),
         "--directory",
-        str(Path(args.directory).resolve()),
+        str(workdir),
         "--configfile",
         str(config_path),
         "--cores",
@@ -52,22 +80,55 @@ def _snakemake(args: argparse.Namespace, targets: list[str]) -> int:
         *args.snakemake_args,
         *targets,
     ]
-    return subprocess.call(cmd, env=_machine_env(args))
+    workdir.mkdir(parents=True, exist_ok=True)
+    _clear_stale_locks(workdir, args)
+    return run_recorded(cmd, workdir=workdir, env=env)
+
+
+def _clear_stale_locks(workdir: Path, args: argparse.Namespace) -> None:
+    locks = clear_stale_locks(workdir)
+    if locks.removed:
+        names = ", ".join(p.name for p in locks.removed)
+        print(
+            f"isct: removed stale Snakemake locks in {workdir / '.snakemake' / 'locks'} left "
+            f"by a run that no live process holds (killed hard?): {names}",
+            file=sys.stderr,
+        )
+    if locks.kept and "--unlock" not in args.snakemake_args:
+        config = f" {args.config}" if args.config else ""
+        print(
+            f"isct: note: {workdir / '.snakemake' / 'locks'} holds locks isct cannot show to be "
+            f"stale ({'; '.join(locks.reasons)}). If no other run is active in {workdir}, "
+            f"`isct {args.command}{config} --directory {workdir} -- --unlock` clears them.",
+            file=sys.stderr,
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _snakemake(args, [])
+    return _snakemake(args)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    config = load_config(Path(args.config).resolve())
-    return _snakemake(args, [f"results/{config['trial']['name']}/simulate.json"])
+    return _snakemake(args, "results/{trial}/simulate.json")
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .init import init_project
+
+    written = init_project(args.directory, args.template)
+    print(f"isct init: wrote a {args.template} trial project to {args.directory}:")
+    for path in written:
+        print(f"  {path}")
+    print(f"Run it: cd {args.directory} && isct run config.yaml")
+    return 0
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
     import cohorts
 
-    spec = cohorts.load_spec(args.spec)
+    from .config import resolve_path
+
+    spec = cohorts.load_spec(resolve_path(args.spec))
     ds = cohorts.write_cohort(spec, args.n, args.out, seed=args.seed, batch_size=args.batch_size)
     print(f"wrote {ds.sizes['patient']} patients to {args.out}")
     return 0
@@ -105,14 +166,13 @@ def _add_machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="worker processes of the embedded LocalCluster")
     p.add_argument(
         "--directory",
-        default=str(REPO_ROOT),
-        help="where results/ and reports/ are written (default: the repository)",
+        default=".",
+        help="run directory: results/ and reports/ are written here, and the config's "
+        "relative file paths are looked up here first (default: the working directory)",
     )
     p.add_argument("--dry-run", "-n", action="store_true", help="show the jobs, run nothing")
     p.add_argument("--forceall", action="store_true", help="rerun every stage")
-    p.add_argument(
-        "snakemake_args", nargs="*", default=[], help="after --: extra arguments for snakemake"
-    )
+    p.set_defaults(snakemake_args=[])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,15 +180,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"isct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run a whole trial through Snakemake")
-    p.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="trial config YAML")
+    p = sub.add_parser(
+        "run",
+        help="run a whole trial through Snakemake",
+        epilog="Arguments after -- go to Snakemake, e.g. isct run CONFIG -- --unlock",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="trial config YAML (default: the built-in default trial, config/config.yaml)",
+    )
     _add_machine_options(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("simulate", help="run the trial up to the simulation stage")
+    p = sub.add_parser(
+        "simulate",
+        help="run the trial up to the simulation stage",
+        epilog="Arguments after -- go to Snakemake.",
+    )
     p.add_argument("config", help="trial config YAML")
     _add_machine_options(p)
     p.set_defaults(func=_cmd_simulate)
+
+    from .init import TEMPLATES
+
+    p = sub.add_parser(
+        "init",
+        help="write a new trial project that runs as generated",
+        description="Write a trial project (config, population spec, model card, plan, "
+        "comparators) into DIRECTORY; run it there with `isct run config.yaml`.",
+        epilog="templates: "
+        + "; ".join(f"{name} - {t.description}" for name, t in TEMPLATES.items()),
+    )
+    p.add_argument("directory", help="project folder (created if missing)")
+    p.add_argument("--template", choices=list(TEMPLATES), default="blank", help="default: blank")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("cohort", help="generate a virtual cohort from a population spec")
     p.add_argument("spec", help="population spec YAML")
@@ -155,10 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _split_snakemake_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``isct run … -- ARGS``: ARGS go to Snakemake whatever the order of isct's own options.
+
+    Split at the first ``--`` before argparse sees it (a ``nargs="*"`` positional would be
+    filled early and leave later options unrecognised), for the commands that run Snakemake.
+    """
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in _SNAKEMAKE_COMMANDS and "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``isct`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    own, extra = _split_snakemake_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(own)
+    if extra:
+        args.snakemake_args = extra
     try:
         return int(args.func(args) or 0)
     except IsctError as err:

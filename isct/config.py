@@ -16,24 +16,32 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
-from .trial import Trial
+from .frozen import thaw
+from .resources import resolve_data_path, schema_path
 
 __all__ = [
-    "REPO_ROOT",
-    "SCHEMA_PATH",
-    "load_config",
+    "FILE_KEYS",
     "model_of",
-    "uncertainty_problem",
+    "named_files",
     "resolve_path",
+    "uncertainty_problem",
     "validate_config",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+#: Config keys that name files. A relative path is looked up in the run directory, then among
+#: isct's built-in files (:func:`isct.resources.resolve_data_path`).
+FILE_KEYS = (
+    "cohort.population",
+    "model.card",
+    "credibility.plan",
+    "credibility.comparators",
+    "credibility.comparator_populations",
+    "calibration.comparators",
+)
 
 
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.safe_load(schema_path().read_text())
 
 
 def _with_defaults(validator_cls):
@@ -91,7 +99,9 @@ def _describe(error: jsonschema.ValidationError, source: str) -> Iterator[str]:
         yield f"{source}: key '{key}': {error.message}"
 
 
-def validate_config(config: dict, *, source: str = "<config>") -> dict:
+def validate_config(
+    config: dict, *, source: str = "<config>", workdir: str | os.PathLike | None = None
+) -> dict:
     """Validate ``config`` in place against the trial schema and fill defaults.
 
     Parameters
@@ -100,6 +110,9 @@ def validate_config(config: dict, *, source: str = "<config>") -> dict:
         Parsed YAML. Modified in place (defaults filled).
     source : str
         File name used in messages.
+    workdir : str or path, optional
+        The run directory, where relative file paths of the config are looked up first
+        (then among isct's built-in files); default the current working directory.
 
     Returns
     -------
@@ -123,13 +136,27 @@ def validate_config(config: dict, *, source: str = "<config>") -> dict:
     ):
         messages.extend(_describe(error, source))
     if not messages:
-        messages.extend(_check_references(config, source))
+        messages.extend(_check_references(config, source, workdir))
     if messages:
         raise ConfigError("invalid trial config:\n  " + "\n  ".join(dict.fromkeys(messages)))
     return config
 
 
-def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator[str]:
+def named_files(config: Mapping[str, Any]) -> dict[str, str]:
+    """The files a trial config names: key of :data:`FILE_KEYS` → path as written."""
+    values = {}
+    for key in FILE_KEYS:
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node:
+            values[key] = node
+    return values
+
+
+def _check_named_files(
+    files: Mapping[str, str | None], source: str, workdir: str | os.PathLike | None
+) -> Iterator[str]:
     """Load every file the config names with its own validator, so a bad population spec,
     plan or comparator table stops the run before any work too."""
     import cohorts
@@ -141,42 +168,57 @@ def _check_named_files(files: Mapping[str, str | None], source: str) -> Iterator
         "credibility.plan": (load_plan, PlanError),
         "credibility.comparators": (load_comparators, ComparatorError),
         "credibility.comparator_populations": (load_populations, ComparatorError),
+        "calibration.comparators": (load_comparators, ComparatorError),
     }
     for key, (load, error) in checks.items():
         if files.get(key):
             try:
-                load(resolve_path(files[key]))
+                load(resolve_path(files[key], workdir=workdir))
             except (error, ValueError) as err:
                 yield f"{source}: key '{key}' names a file with a problem: {err}"
 
 
-def resolve_path(path: str | os.PathLike) -> Path:
-    """A path from a trial config: absolute, or relative to the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
+def resolve_path(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> Path:
+    """A file a trial config names: absolute, or relative to the run directory, else to the
+    folder of isct's built-in files (:func:`isct.resources.resolve_data_path`).
+
+    Parameters
+    ----------
+    path : str or path
+        As written in the config.
+    workdir : str or path, optional
+        The run directory; default the current working directory (the run directory in every
+        workflow stage).
+
+    Returns
+    -------
+    pathlib.Path
+        The first place the file exists, else its place in the run directory.
+    """
+    return resolve_data_path(path, workdir=workdir)[0]
 
 
-def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
+def _check_references(
+    config: Mapping[str, Any], source: str, workdir: str | os.PathLike | None = None
+) -> Iterator[str]:
     from models import ModelNotFoundError
 
-    files = {
-        "cohort.population": config["cohort"]["population"],
-        "model.card": config["model"].get("card"),
-        "credibility.plan": config.get("credibility", {}).get("plan"),
-        "credibility.comparators": config.get("credibility", {}).get("comparators"),
-        "credibility.comparator_populations": config.get("credibility", {}).get(
-            "comparator_populations"
-        ),
-    }
+    files = named_files(config)
     missing = False
     for key, path in files.items():
-        if path is not None and not resolve_path(path).is_file():
+        found, looked = resolve_data_path(path, workdir=workdir)
+        if not found.is_file():
             missing = True
-            yield f"{source}: key '{key}' names {path!r}, which does not exist (paths are relative to the repository root, where the trial runs)"
+            places = " nor ".join(str(p) for p in looked)
+            yield (
+                f"{source}: key '{key}' names {path!r}, which is neither {places}; a relative "
+                "path is looked up in the run directory (the working directory or --directory), "
+                "then among isct's built-in files"
+            )
     if not missing:
-        yield from _check_named_files(files, source)
+        yield from _check_named_files(files, source, workdir)
     try:
-        model = model_of(config, source=source)
+        model = model_of(config, source=source, workdir=workdir)
     except (ModelNotFoundError, TypeError) as err:
         yield f"{source}: key 'model.name': {err}"
         return
@@ -213,7 +255,7 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         from models import ModelCardError, load_card
 
         try:
-            load_card(resolve_path(card), model)
+            load_card(resolve_path(card, workdir=workdir), model)
         except ModelCardError as err:
             yield f"{source}: key 'model.card': {err}"
     endpoints = config.get("endpoints", [])
@@ -226,15 +268,24 @@ def _check_references(config: Mapping[str, Any], source: str) -> Iterator[str]:
         yield f"{source}: key 'arms' repeats names {dupes}; arm names must be unique"
 
 
-def model_of(config: Mapping[str, Any], *, source: str = "<config>"):
-    """The model instance a trial config names, built with its ``model.options``."""
+def model_of(
+    config: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    workdir: str | os.PathLike | None = None,
+):
+    """The model instance a trial config names, built with its ``model.options``.
+
+    An external solver's relative paths (``executable``, ``template_file``, ``{base_dir}``)
+    are relative to the run directory ``workdir`` (default the current working directory).
+    """
     from models import get_model
 
     name = config["model"]["name"]
-    options = dict(config["model"].get("options") or {})
+    options = thaw(config["model"].get("options") or {})
     if name == "external":
         options.setdefault("source", source)
-        options.setdefault("base_dir", str(REPO_ROOT))
+        options.setdefault("base_dir", str(Path.cwd() if workdir is None else Path(workdir)))
     return get_model(name, **options)
 
 
@@ -247,17 +298,3 @@ def uncertainty_problem(config: Mapping[str, Any], *, source: str = "<config>"):
         {"parameters": block.get("parameters", {}), "correlation": block.get("correlation", {})},
         source=source,
     )
-
-
-def load_config(path: str | os.PathLike) -> Trial:
-    """Read and validate a trial config file (see :func:`validate_config`) into a :class:`Trial`."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read trial config ({err.strerror})") from err
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return Trial.from_dict(config, source=str(path), path=path)

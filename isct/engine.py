@@ -342,6 +342,11 @@ def simulate(
 
     if on_mismatch not in ("raise", "restart"):
         raise ValueError(f"on_mismatch is {on_mismatch!r}; allowed: 'raise', 'restart'")
+    if (out / "zarr.json").exists() and not (out / "batch_done" / "zarr.json").exists():
+        # a store whose skeleton was never completed (a run killed while creating it, before
+        # the skeleton was written atomically) holds no finished work
+        log.warning("%s has no batch record: an unfinished skeleton, started over", out)
+        shutil.rmtree(out)
     if (out / "zarr.json").exists():
         existing = json.loads(
             xr.open_zarr(out, consolidated=False).attrs.get("isct_identity", "{}")
@@ -373,7 +378,12 @@ def simulate(
             "settings_json": canonical(settings),
             "batch_size": batch_size,
         }
-        _template(out, model_obj, arms, patient, batch_size, extra_dims, attrs)
+        # the skeleton is written beside the store and renamed into place: a run killed while
+        # writing it leaves no half store behind
+        partial = out.with_name(out.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        _template(partial, model_obj, arms, patient, batch_size, extra_dims, attrs)
+        partial.rename(out)
 
     n_batch = math.ceil(n / batch_size)
     done = zarr.open_group(out, mode="r")["batch_done"][:] == 1

@@ -1,6 +1,6 @@
 """The trial: a validated, read-only trial config and what the stages derive from it.
 
-:func:`isct.config.load_config` returns a :class:`Trial`; every stage takes one. The config
+:func:`load_config` reads a trial config file into a :class:`Trial`; every stage takes one. The config
 inside is frozen (mappings are read-only views, lists are tuples), so no stage can change
 what a later stage sees; :meth:`Trial.with_calibration` and :meth:`Trial.replace` return new
 trials. The model, the arms (design sweep expanded) and the uncertainty problem are built
@@ -15,28 +15,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Trial", "freeze", "thaw"]
+import yaml
 
+from .config import model_of, resolve_path, uncertainty_problem, validate_config
+from .errors import ConfigError
+from .frozen import freeze, thaw
 
-def freeze(value: Any) -> Any:
-    """A read-only deep copy: mappings become ``MappingProxyType``, lists become tuples."""
-    if isinstance(value, Mapping):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """A plain, mutable deep copy of a frozen value (dicts and lists)."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [thaw(v) for v in value]
-    return value
+__all__ = ["Trial", "load_config"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +40,9 @@ class Trial(Mapping[str, Any]):
         Where it came from (a file name, or ``<snakemake config>``), for messages.
     path : pathlib.Path or None
         The config file, when there is one.
+    workdir : pathlib.Path or None
+        The run directory relative paths of the config are looked up in (None: the current
+        working directory, as in every workflow stage).
     calibration : Mapping or None
         The calibrate stage's result applied by :meth:`with_calibration`, if any.
     """
@@ -60,12 +50,18 @@ class Trial(Mapping[str, Any]):
     config: Mapping[str, Any]
     source: str = "<config>"
     path: Path | None = None
+    workdir: Path | None = None
     calibration: Mapping[str, Any] | None = field(default=None)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(
-        cls, config: Mapping[str, Any], *, source: str = "<config>", path: Path | None = None
+        cls,
+        config: Mapping[str, Any],
+        *,
+        source: str = "<config>",
+        path: Path | None = None,
+        workdir: str | os.PathLike | None = None,
     ) -> Trial:
         """Validate a plain config (a copy; defaults filled) and freeze it.
 
@@ -74,10 +70,9 @@ class Trial(Mapping[str, Any]):
         isct.errors.ConfigError
             Listing every problem of the config.
         """
-        from .config import validate_config
-
-        checked = validate_config(thaw(config), source=source)
-        return cls(freeze(checked), source=source, path=path)
+        workdir = None if workdir is None else Path(workdir)
+        checked = validate_config(thaw(config), source=source, workdir=workdir)
+        return cls(freeze(checked), source=source, path=path, workdir=workdir)
 
     def replace(self, changes: Mapping[str, Any]) -> Trial:
         """A new, re-validated trial with dotted keys replaced (``{"cohort.n": 50}``)."""
@@ -88,7 +83,7 @@ class Trial(Mapping[str, Any]):
             for key in parents:
                 node = node.setdefault(key, {})
             node[last] = thaw(value)
-        trial = Trial.from_dict(config, source=self.source, path=self.path)
+        trial = Trial.from_dict(config, source=self.source, path=self.path, workdir=self.workdir)
         return trial if self.calibration is None else trial._calibrated(self.calibration)
 
     def with_calibration(self, calibration: str | os.PathLike | None) -> Trial:
@@ -124,7 +119,13 @@ class Trial(Mapping[str, Any]):
                 **config["uncertainty"]["parameters"],
                 **posterior,
             }
-        return Trial(freeze(config), source=self.source, path=self.path, calibration=freeze(data))
+        return Trial(
+            freeze(config),
+            source=self.source,
+            path=self.path,
+            workdir=self.workdir,
+            calibration=freeze(data),
+        )
 
     # ------------------------------------------------------------------ mapping view
     def __getitem__(self, key: str) -> Any:
@@ -161,9 +162,7 @@ class Trial(Mapping[str, Any]):
     @cached_property
     def model(self) -> Any:
         """The model instance the config names, built with its ``model.options``."""
-        from .config import model_of
-
-        return model_of(self.config, source=self.source)
+        return model_of(self.config, source=self.source, workdir=self.workdir)
 
     @cached_property
     def _arms(self) -> tuple:
@@ -183,15 +182,41 @@ class Trial(Mapping[str, Any]):
     @cached_property
     def problem(self) -> Any:
         """The :class:`credibility.uq.Problem` of ``uncertainty.parameters``."""
-        from .config import uncertainty_problem
-
         return uncertainty_problem(self.config, source=self.source)
 
     def resolve(self, path: str | os.PathLike) -> Path:
-        """A file the config names, as a path (see :func:`isct.config.resolve_path`)."""
-        from .config import resolve_path
-
-        return resolve_path(path)
+        """A file the config names, as a path: in the run directory, else among isct's
+        built-in files (see :func:`isct.config.resolve_path`)."""
+        return resolve_path(path, workdir=self.workdir)
 
     def __repr__(self) -> str:
         return f"Trial({self.name!r}, source={self.source!r})"
+
+
+def load_config(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> Trial:
+    """Read and validate a trial config file into a :class:`Trial`.
+
+    Parameters
+    ----------
+    path : str or path
+        The trial config (YAML).
+    workdir : str or path, optional
+        The run directory relative paths are looked up in; default the current working
+        directory.
+
+    Raises
+    ------
+    isct.errors.ConfigError
+        For an unreadable file, invalid YAML, or every problem of the config at once
+        (:func:`isct.config.validate_config`).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read trial config ({err.strerror})") from err
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return Trial.from_dict(config, source=str(path), path=path, workdir=workdir)

@@ -27,11 +27,10 @@ import zarr
 
 from models import get_model, run_batch
 
-from .config import load_config
 from .errors import IsctError
 from .jsonio import plain
 from .provenance import MANIFEST_NAME, ManifestError, Mismatch, verify_hashes
-from .trial import Trial
+from .trial import Trial, load_config
 
 __all__ = ["Difference", "Resimulation", "VerifyResult", "resimulate", "verify"]
 
@@ -192,7 +191,11 @@ def resimulate(
         if not (p / "zarr.json").exists():
             raise IsctError(f"{p}: no zarr store here; is {results} a results folder of isct?")
     outcomes = xr.open_zarr(outcomes_path, consolidated=False)
-    if trial is not None and trial["model"]["name"] in (outcomes.attrs["model"], "external"):
+    # the trial's model (its options: external solvers, import strings) when it is the one
+    # that ran; else the registry name the outcomes store recorded
+    if trial is not None and (
+        trial["model"]["name"] == "external" or trial.model.name == outcomes.attrs["model"]
+    ):
         model = trial.model
     else:
         model = get_model(outcomes.attrs["model"])
@@ -297,6 +300,6 @@ def _trial(results: Path, root: Path) -> Trial | None:
     try:
         recorded = json.loads((results / MANIFEST_NAME).read_text())["config"]["path"]
         path = Path(recorded) if Path(recorded).is_absolute() else root / recorded
-        return load_config(path)
+        return load_config(path, workdir=root)
     except (OSError, KeyError, ValueError, IsctError):
         return None

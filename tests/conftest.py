@@ -3,11 +3,14 @@
 * paths of the shipped inputs the tests use (tiny trial, TAVR population, comparators, plan);
 * :func:`synthetic_trial` — a small cohort and outcomes with the shapes of a trial's stores;
 * :func:`orifice_cohort` — patients for the closed-form ``orifice`` example model;
-* ``cluster`` / ``client`` — a real two-worker Dask ``LocalCluster`` per test module.
+* ``cluster`` / ``client`` — a real two-worker Dask ``LocalCluster`` per test module;
+* ``tiny_run`` — one clean run of the tiny trial (the whole DAG) per session.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +141,18 @@ def cluster():
 def client(cluster):
     with Client(cluster) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A clean run of the tiny trial (the whole DAG) in a temporary run directory."""
+    workdir = tmp_path_factory.mktemp("trial")
+    proc = subprocess.run(
+        [sys.executable, "-m", "isct.cli", "run", str(TINY), "--cores", "2"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return workdir

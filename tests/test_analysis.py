@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ from conftest import orifice_cohort
 
 from isct.cli import main
 from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
-from isct.config import REPO_ROOT
 from isct.errors import ConfigError
 from isct.evaluator import EngineEvaluator
 from isct.stages.uq import model_events
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.distributed
 

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isct.config import REPO_ROOT, load_config, validate_config
+from isct.config import resolve_path, validate_config
 from isct.errors import ConfigError
+from isct.resources import data_root
+from isct.trial import load_config
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = REPO_ROOT / "config" / "config.yaml"
 
 
@@ -66,14 +69,31 @@ def test_enum_lists_allowed_values(tmp_path):
         load_config(write(tmp_path, config))
 
 
-def test_missing_population_file(tmp_path):
+def test_missing_file_names_the_config_the_key_and_both_places_looked(tmp_path):
     config = default_config()
     config["cohort"]["population"] = "cohorts/populations/nope.yaml"
-    with pytest.raises(
-        ConfigError,
-        match=r"cohort\.population' names 'cohorts/populations/nope.yaml', which does not exist",
-    ):
-        load_config(write(tmp_path, config))
+    path = write(tmp_path, config)
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        load_config(path, workdir=run_dir)
+    message = str(err.value)
+    assert f"{path}: key 'cohort.population' names 'cohorts/populations/nope.yaml'" in message
+    assert str(run_dir / "cohorts" / "populations" / "nope.yaml") in message
+    assert str(data_root() / "cohorts" / "populations" / "nope.yaml") in message
+    assert message.count("\n") == 1  # one problem, one line
+
+
+def test_relative_paths_resolve_in_the_run_directory_before_the_built_in_files(tmp_path):
+    name = "cohorts/populations/tavr_severe_as.yaml"
+    assert resolve_path(name, workdir=tmp_path) == data_root() / name
+    own = tmp_path / name
+    own.parent.mkdir(parents=True)
+    own.write_text((data_root() / name).read_text().replace("probabilities: [0.47, 0.53]", "x"))
+    assert resolve_path(name, workdir=tmp_path) == own
+    config = default_config()
+    with pytest.raises(ConfigError, match="cohort.population' names a file with a problem"):
+        load_config(write(tmp_path, config), workdir=tmp_path)  # the run directory's copy wins
+    assert load_config(write(tmp_path, config), workdir=tmp_path / "elsewhere")
 
 
 def test_unknown_model_lists_available(tmp_path):
@@ -200,3 +220,17 @@ def test_a_model_card_that_drifted_from_its_model_stops_the_run(tmp_path):
     path.write_text(yaml.safe_dump(card))
     with pytest.raises(ConfigError, match="'limitations' is a required property"):
         load_config(write(tmp_path, config))
+
+
+def test_snakemake_validation_fills_defaults_without_a_question(tmp_path):
+    """Snakemake's own validator (defaults filled) accepts a config whose nullable blocks
+    are absent, as isct's does (a default inside a null block once crashed it)."""
+    from snakemake.utils import validate
+
+    from isct.resources import schema_path
+
+    config = yaml.safe_load(DEFAULT.read_text())
+    config["report"].pop("question")
+    config.pop("design_sweep", None)
+    validate(config, str(schema_path()))
+    assert config["report"]["question"] is None

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
-from isct.config import REPO_ROOT
 from models import get_model
 from models.registry import _BUILTINS
 
@@ -64,8 +64,8 @@ def trial_thresholds() -> set[str]:
     """Band edges and thresholds of the shipped trial configs (report subgroups, question)."""
     numbers: set[str] = set()
     for path in [
-        REPO_ROOT / "config" / "config.yaml",
-        *(REPO_ROOT / "config" / "trials").glob("*.yaml"),
+        REPO / "config" / "config.yaml",
+        *(REPO / "config" / "trials").glob("*.yaml"),
     ]:
         report = (yaml.safe_load(path.read_text()) or {}).get("report") or {}
         for band in report.get("subgroups") or []:
@@ -115,7 +115,7 @@ def test_the_vocabulary_is_the_built_in_devices(vocabulary):
 
 
 def test_core_mentions_no_device(vocabulary):
-    found = mentions(REPO_ROOT, *vocabulary)
+    found = mentions(REPO, *vocabulary)
     assert not found, "device knowledge in the core:\n" + "\n".join(found)
 
 

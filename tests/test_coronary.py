@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import REPO
 
-from isct.config import REPO_ROOT, load_config
+from isct.trial import load_config
 from models import STATUS, get_model, load_card, run_batch
 from models.coronary import MAX_LESIONS, CoronaryModel
 from models.coronary.stenosis import (
@@ -26,7 +27,7 @@ from models.coronary.stenosis import (
 )
 from models.coronary.verification import newton_order, poiseuille_limit, quadratic_check
 
-TINY = REPO_ROOT / "tests" / "data" / "coronary_tiny.yaml"
+TINY = REPO / "tests" / "data" / "coronary_tiny.yaml"
 #: A model form without reading error or diffuse disease, for physics tests.
 PLAIN = {"measurement": "exact", "diffuse_loss_mean": 0.0, "microvascular_resistance_scale": 2.0}
 
@@ -199,7 +200,7 @@ def test_virtual_angiogram_reads_with_the_published_error_and_the_same_in_every_
 def test_results_do_not_depend_on_the_batch():
     import cohorts
 
-    spec = cohorts.load_spec(REPO_ROOT / "cohorts/populations/coronary_intermediate.yaml")
+    spec = cohorts.load_spec(REPO / "cohorts/populations/coronary_intermediate.yaml")
     ds = cohorts.sample(spec, 300, seed=3)
     model = CoronaryModel()
     p = {k: ds[k].values for k in model.inputs}
@@ -221,7 +222,7 @@ def test_results_do_not_depend_on_the_batch():
 def test_registry_card_settings_and_time_window():
     model = get_model("coronary")
     assert isinstance(model, CoronaryModel)
-    card = load_card(REPO_ROOT / "models/coronary/card.yaml", model)
+    card = load_card(REPO / "models/coronary/card.yaml", model)
     assert set(card["calibration_parameters"]) == set(model.calibration_parameters)
     assert model.output_dims({}) == {"lesion": MAX_LESIONS}
     assert model.outputs["ffr"].dims == ("lesion",) and model.outputs["ffr"].ragged
@@ -246,7 +247,7 @@ def tiny_run(tmp_path_factory) -> Path:
         + ["--directory", str(workdir)],
         capture_output=True,
         text=True,
-        cwd=REPO_ROOT,
+        cwd=REPO,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

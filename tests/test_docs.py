@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from isct.config import REPO_ROOT
 from models import STATUS, get_model, run_batch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_model_example(tmp_path, monkeypatch):

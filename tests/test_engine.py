@@ -143,6 +143,16 @@ def test_rerun_skips_finished_and_refuses_other_trials(client, cohort_store, tmp
         simulate(orifice_cohort(600, seed=2), "orifice", ARMS, out, client=client)
 
 
+def test_a_skeleton_left_by_a_kill_during_creation_is_started_over(client, cohort_store, tmp_path):
+    """A store with metadata but no batch record holds no finished work: it is started over,
+    and a new skeleton appears only whole (written beside the store, then renamed)."""
+    out = tmp_path / "s.zarr"
+    xr.Dataset(attrs={"model": "orifice"}).to_zarr(out, consolidated=False)  # half a skeleton
+    ds = simulate(cohort_store, "orifice", ARMS, out, client=client, batch_size=300)
+    assert (ds["status"].values == 0).all() and not (tmp_path / "s.zarr.partial").exists()
+    assert json.loads(ds.attrs["isct_last_run"])["batches_run"] == 4
+
+
 def test_missing_inputs_and_sweeps():
     with pytest.raises(ConfigError, match="lacks inputs"):
         simulate(orifice_cohort(5).drop_vars("bsa_m2"), "orifice", ARMS, "unused.zarr")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
 
-from isct.config import REPO_ROOT
 from isct.stages.credibility import _verification
 from isct.trial import Trial
 from models import Model, get_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def config_for(model: str) -> Trial:

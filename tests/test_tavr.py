@@ -452,10 +452,12 @@ def test_gradient_ordering_invariants(hr, svi, lvef, sbp, pulse, k, family) -> N
 
 
 def test_design_sweep_config_sweeps_real_design_parameters() -> None:
-    from isct.config import REPO_ROOT, load_config
     from isct.engine import expand_arms
+    from isct.trial import load_config
 
-    config = load_config(REPO_ROOT / "config" / "trials" / "tavr_design_sweep.yaml")
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "config" / "trials" / "tavr_design_sweep.yaml"
+    )
     arms = config.arms
     assert arms == expand_arms(config.to_dict()["arms"], config.to_dict()["design_sweep"])
     assert len(arms) == 12

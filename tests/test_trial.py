@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO
 
-from isct.config import REPO_ROOT, load_config
 from isct.errors import ConfigError
-from isct.trial import Trial
+from isct.trial import Trial, load_config
 
-TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
+TINY = REPO / "tests" / "data" / "tiny.yaml"
 
 
 def test_a_trial_is_read_only_all_the_way_down():

@@ -16,40 +16,16 @@ import yaml
 import zarr
 
 from isct.cli import main
-from isct.config import REPO_ROOT, load_config
 from isct.provenance import hash_path, verify_hashes
 from isct.stages import reproducibility_evidence, run_credibility, run_report
-from isct.trial import Trial
+from isct.trial import Trial, load_config
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
 STAGES = ("cohort", "simulate", "uq", "sensitivity", "credibility", "report")
 
 # Snakemake's marker in directory() outputs (cohort.zarr) is rightly ignored by zarr
 pytestmark = pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("trial")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "isct.cli",
-            "run",
-            str(TINY),
-            "--cores",
-            "2",
-            "--directory",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return workdir
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ def run_calibrate(
             f"key 'calibration.parameters' names {unknown}, which model {model.name!r} does not "
             f"declare as calibration parameters; allowed: {sorted(allowed)}"
         )
-    comp_path = trial["credibility"]["comparators"]
+    comp_path = trial["calibration"].get("comparators") or trial["credibility"]["comparators"]
     if not comp_path:
         raise ConfigError(
             "key 'calibration.parameters' is set but 'credibility.comparators' is not"

@@ -1,6 +1,7 @@
 import os
 
-from isct.config import model_of
+from isct.config import model_of, resolve_path
+from isct.resources import default_config
 
 # Paths and input functions shared by the rules. The trial name names every output folder.
 TRIAL = config["trial"]["name"]
@@ -12,13 +13,13 @@ def report_html():
     return f"{REPORTS}/credibility_report.html"
 
 
-def repo_path(path):
-    """Config paths are relative to the repository (the Snakefile's folder), not the workdir."""
-    return path if os.path.isabs(path) else os.path.join(workflow.basedir, path)
+def trial_path(path):
+    """A file the config names: in the run directory (the workdir), else a built-in one."""
+    return str(resolve_path(path))
 
 
 def population_spec(wildcards):
-    return repo_path(config["cohort"]["population"])
+    return trial_path(config["cohort"]["population"])
 
 
 def credibility_inputs(wildcards):
@@ -29,13 +30,13 @@ def credibility_inputs(wildcards):
         cred.get("comparators"),
         cred.get("comparator_populations"),
     )
-    return [repo_path(p) for p in files if p]
+    return [trial_path(p) for p in files if p]
 
 
 def trial_config_file():
     """The config file this trial runs from (recorded in the manifest)."""
     files = list(workflow.configfiles)
-    return str(files[-1]) if files else repo_path("config/config.yaml")
+    return str(files[-1]) if files else str(default_config())
 
 
 def stage_record(stage):
