@@ -262,17 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(own)
     if extra:
         args.snakemake_args = extra
+    from cohorts.errors import CohortError
+    from credibility.errors import CredibilityError
+    from models.errors import ModelError
+
     try:
         return int(args.func(args) or 0)
-    except IsctError as err:
+    # bad input (each package's base error) is one line naming what is wrong; a bug is not
+    except (IsctError, CohortError, CredibilityError, ModelError) as err:
         print(f"isct: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # user-input errors of the packages carry their own messages
-        name = type(err).__name__
-        if name.endswith(("SpecError", "PlanError", "InputError", "NotFoundError")):
-            print(f"isct: error: {err}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from .base import (
     run_batch,
 )
 from .card import ModelCardError, load_card
+from .errors import ModelError
 from .registry import ModelNotFoundError, available_models, get_model
 
 
@@ -35,6 +36,7 @@ __all__ = [
     "ExternalSolverModel",
     "Model",
     "ModelCardError",
+    "ModelError",
     "ModelInputError",
     "ModelNotFoundError",
     "TAVRModel",

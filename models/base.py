@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .errors import ModelError
+
 __all__ = [
     "STATUS",
     "STATUS_FLAG_MEANINGS",
@@ -33,7 +35,7 @@ STATUS: dict[str, int] = {"ok": 0, "invalid_input": 1, "solver_failure": 2, "tim
 STATUS_FLAG_MEANINGS = " ".join(STATUS)
 
 
-class ModelInputError(ValueError):
+class ModelInputError(ModelError):
     """A batch handed to a model lacks a declared input or has the wrong shape."""
 
 

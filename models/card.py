@@ -14,13 +14,14 @@ import jsonschema
 import yaml
 
 from .base import Model
+from .errors import ModelError
 
 __all__ = ["ModelCardError", "load_card"]
 
 _SCHEMA = Path(__file__).with_name("card.schema.yaml")
 
 
-class ModelCardError(ValueError):
+class ModelCardError(ModelError):
     """A model card is malformed or disagrees with its model; names the file and the key."""
 
 

@@ -63,6 +63,7 @@ import jsonschema
 import numpy as np
 
 from .base import STATUS, Model, Variable
+from .errors import ModelError
 
 __all__ = [
     "CONFIG_SCHEMA",
@@ -157,7 +158,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
 }
 
 
-class ExternalSolverConfigError(ValueError):
+class ExternalSolverConfigError(ModelError):
     """The external-solver configuration is invalid (message names file, key, allowed values)."""
 
 

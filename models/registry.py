@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from .base import Model
+from .errors import ModelError
 
 __all__ = ["ModelNotFoundError", "available_models", "get_model"]
 
@@ -26,7 +27,7 @@ _BUILTINS: dict[str, str] = {
 }
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(ModelError, LookupError):
     """No model is registered under the requested name or import string."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..base import STATUS, Event, Model, Variable
+from ..errors import ModelError
 from ..streams import patient_normals
 from .angiography import read_lesions
 from .vessels import N_VESSELS, VESSELS, deploy_stents, vessel_physiology
@@ -121,7 +122,7 @@ def random_effects(patient_seed: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-class CoronarySettingsError(ValueError):
+class CoronarySettingsError(ModelError):
     """A coronary settings or device mapping has an unknown key or a value out of its set."""
 
 

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ModelError
+
 __all__ = [
     "DESIGN_KEYS",
     "FAMILIES",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 
-class TAVRDeviceError(ValueError):
+class TAVRDeviceError(ModelError):
     """A TAVR device description names an unknown family, size or option."""
 
 

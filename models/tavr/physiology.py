@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ModelError
 from ..streams import patient_normals
 from . import echo, kernel
 from .devices import DESIGN_KEYS
@@ -105,7 +106,7 @@ RANDOM_EFFECTS: dict[str, str] = {
 }
 
 
-class TAVRSettingsError(ValueError):
+class TAVRSettingsError(ModelError):
     """A TAVR settings mapping has an unknown key or a value outside its allowed set."""
 
 
