@@ -23,6 +23,14 @@ import pandas as pd
 import xarray as xr
 
 from .spec import PopulationSpec, load_spec
+from .weighted import (
+    cohort_weights,
+    kish_n,
+    weighted_corr,
+    weighted_mean,
+    weighted_quantile,
+    weighted_sd,
+)
 
 __all__ = ["QUANTILES", "compare_to_target", "plot_check"]
 
@@ -44,50 +52,6 @@ _COLUMNS = [
     "units",
     "source",
 ]
-
-
-def _weights(ds: xr.Dataset) -> np.ndarray:
-    if "sampling_weight" in ds:
-        return np.asarray(ds["sampling_weight"].values, dtype=float)
-    return np.ones(ds.sizes["patient"])
-
-
-def _wmean(x, w):
-    return float(np.sum(w * x) / np.sum(w))
-
-
-def _wsd(x, w):
-    m = _wmean(x, w)
-    n_eff = _neff(w)
-    var = np.sum(w * (x - m) ** 2) / np.sum(w)
-    return float(np.sqrt(var * n_eff / max(n_eff - 1.0, 1.0)))
-
-
-def _neff(w):
-    return float(np.sum(w) ** 2 / np.sum(w * w)) if len(w) else 0.0
-
-
-def _wquantile(x, w, q):
-    order = np.argsort(x, kind="stable")
-    xs, ws = x[order], w[order]
-    cw = (np.cumsum(ws) - 0.5 * ws) / np.sum(ws)
-    return np.interp(q, cw, xs)
-
-
-def _wranks(x, w):
-    order = np.argsort(x, kind="stable")
-    cw = np.cumsum(w[order]) - 0.5 * w[order]
-    ranks = np.empty_like(cw)
-    ranks[order] = cw / np.sum(w)
-    return ranks
-
-
-def _wcorr(x, y, w, kind):
-    if kind == "spearman":
-        x, y = _wranks(x, w), _wranks(y, w)
-    mx, my = _wmean(x, w), _wmean(y, w)
-    cov = np.sum(w * (x - mx) * (y - my))
-    return float(cov / np.sqrt(np.sum(w * (x - mx) ** 2) * np.sum(w * (y - my) ** 2)))
 
 
 class _Rows:
@@ -119,11 +83,11 @@ class _Rows:
 
 
 def _continuous_rows(rows, name, units, source, marginal, x, w, subgroup):
-    n, n_eff = len(x), _neff(w)
+    n, n_eff = len(x), kish_n(w)
     if n < 2:
         return
     t_mean, t_sd = marginal.mean(), marginal.sd()
-    g_mean, g_sd = _wmean(x, w), _wsd(x, w)
+    g_mean, g_sd = weighted_mean(x, w), weighted_sd(x, w)
     pooled = math.sqrt((t_sd**2 + g_sd**2) / 2.0)
     rows.add(
         name,
@@ -152,7 +116,7 @@ def _continuous_rows(rows, name, units, source, marginal, x, w, subgroup):
         source=source,
     )
     t_q = np.atleast_1d(marginal.quantile(np.asarray(QUANTILES)))
-    g_q = _wquantile(x, w, np.asarray(QUANTILES))
+    g_q = weighted_quantile(x, w, np.asarray(QUANTILES))
     dens = np.atleast_1d(marginal.pdf(t_q))
     for q, tq, gq, f in zip(QUANTILES, t_q, g_q, dens, strict=True):
         se = math.sqrt(q * (1 - q) / n_eff) / f if f > 0 else float("nan")
@@ -172,10 +136,10 @@ def _continuous_rows(rows, name, units, source, marginal, x, w, subgroup):
 
 
 def _proportion_row(rows, variable, subgroup, statistic, target, hit, w, source):
-    n, n_eff = len(hit), _neff(w)
+    n, n_eff = len(hit), kish_n(w)
     if n == 0:
         return
-    g = _wmean(hit.astype(float), w)
+    g = weighted_mean(hit.astype(float), w)
     denom = math.sqrt((g * (1 - g) + target * (1 - target)) / 2.0)
     rows.add(
         variable,
@@ -193,10 +157,10 @@ def _proportion_row(rows, variable, subgroup, statistic, target, hit, w, source)
 
 
 def _correlation_row(rows, a, b, kind, subgroup, target, x, y, w, source):
-    n, n_eff = len(x), _neff(w)
+    n, n_eff = len(x), kish_n(w)
     if n < 4:
         return
-    g = _wcorr(x, y, w, kind)
+    g = weighted_corr(x, y, w, kind)
     factor = 1.06 if kind == "spearman" else 1.0
     se_z = math.sqrt(factor / (n_eff - 3.0))
     # z column: difference of Fisher z-transforms in units of its standard error.
@@ -254,7 +218,7 @@ def compare_to_target(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset) 
         and difference are those in ``units``.
     """
     spec = load_spec(spec)
-    w_all = _weights(ds)
+    w_all = cohort_weights(ds)
     data = {name: np.asarray(ds[name].values) for name in spec.names if name in ds}
     rows = _Rows()
     for name, var in spec.variables.items():
@@ -325,14 +289,14 @@ def compare_to_target(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset) 
             continue
         x = np.asarray(data[t.variable], dtype=float)[mask]
         units = ds[t.variable].attrs.get("units", "")
-        n, n_eff = len(x), _neff(w)
+        n, n_eff = len(x), kish_n(w)
         if n < 4:
             continue
         if t.statistic == "correlation":
             y = np.asarray(data[t.with_], dtype=float)[mask]
             _correlation_row(rows, t.variable, t.with_, t.kind, label, t.value, x, y, w, t.source)
             continue
-        g_mean, g_sd = _wmean(x, w), _wsd(x, w)
+        g_mean, g_sd = weighted_mean(x, w), weighted_sd(x, w)
         if t.statistic == "mean":
             sd_targets = [
                 s.value
@@ -368,7 +332,7 @@ def compare_to_target(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset) 
                 source=t.source,
             )
         else:  # quantile
-            gq = float(_wquantile(x, w, t.q))
+            gq = float(weighted_quantile(x, w, t.q))
             rows.add(
                 t.variable,
                 label,
@@ -411,7 +375,7 @@ def plot_check(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset, path: s
     from matplotlib.figure import Figure
 
     spec = load_spec(spec)
-    w = _weights(ds)
+    w = cohort_weights(ds)
     names = [n for n in spec.names if n in ds]
     blocks = [(b, lvl) for b in spec.copulas for lvl in b.target]
     n_panels = len(names) + len(blocks)
@@ -477,7 +441,7 @@ def plot_check(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset, path: s
         mat = np.array(block.target[lvl], dtype=float)
         for i in range(k):
             for j in range(i):
-                mat[i, j] = _wcorr(
+                mat[i, j] = weighted_corr(
                     data[block.variables[i]][mask].astype(float),
                     data[block.variables[j]][mask].astype(float),
                     w[mask],

@@ -23,6 +23,7 @@ import xarray as xr
 from scipy import special
 
 from ._random import MAX_PATIENTS, patient_keys, uniforms
+from .errors import CohortError
 from .spec import PopulationSpec, load_spec
 
 __all__ = [
@@ -58,13 +59,13 @@ def _spec(spec: PopulationSpec | str | Path | Mapping[str, Any]) -> PopulationSp
 
 def _check_range(n: int, start: int, seed: int) -> None:
     if int(n) != n or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        raise CohortError(f"n must be a non-negative integer, got {n!r}")
     if int(start) != start or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}")
+        raise CohortError(f"start must be a non-negative integer, got {start!r}")
     if start + n > MAX_PATIENTS:
-        raise ValueError(f"patient indices must stay below 2**32, got start + n = {start + n}")
+        raise CohortError(f"patient indices must stay below 2**32, got start + n = {start + n}")
     if not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise CohortError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _correlate(z: np.ndarray, chol: np.ndarray) -> np.ndarray:
@@ -124,10 +125,26 @@ def _evaluate(
             compute(name)
     out = {name: values[name] for name in names}
     n = keys.shape[0]
-    for name, d in spec.derived.items():
-        result = np.broadcast_to(np.asarray(d.func(out)), (n,))
-        out[name] = result.astype(np.int8 if result.dtype == bool else np.float64)
+    # overflow or an invalid operation gives inf/nan, which _check_finite reports by name
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for name, d in spec.derived.items():
+            result = np.broadcast_to(np.asarray(d.func(out)), (n,))
+            out[name] = result.astype(np.int8 if result.dtype == bool else np.float64)
     return out, (u[:, -1] if spec.oversample else None)
+
+
+def _check_finite(spec: PopulationSpec, values: Mapping[str, np.ndarray], what: str) -> None:
+    """Stop if a derived variable is inf or nan for any patient (``what`` names them)."""
+    for name, d in spec.derived.items():
+        bad = int(np.count_nonzero(~np.isfinite(values[name])))
+        if bad:
+            n = values[name].shape[0]
+            raise spec.error(
+                f"derived.{name}.expr",
+                f"{name} = {d.expr!r} is not finite (inf or nan: overflow, division by zero "
+                f"or a logarithm of a non-positive number) for {bad} of {n} {what}; allowed: "
+                "an expression with finite values for every patient",
+            )
 
 
 def _criteria_mask(spec: PopulationSpec, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
@@ -177,6 +194,24 @@ def check_acceptance(spec: PopulationSpec, seed: int) -> float:
     values, _ = _evaluate(spec, keys, 0)
     ok = _criteria_mask(spec, values, PILOT_DRAWS)
     rate = float(ok.mean())
+    # inf/nan derived values explain criteria that nobody passes better than the criteria do
+    _check_finite(
+        spec,
+        {k: v[ok] if rate else v for k, v in values.items()},
+        "pilot draws meeting the criteria" if rate else "pilot draws",
+    )
+    if rate == 0.0:
+        parts = []
+        for c in spec.criteria:
+            hit = np.broadcast_to(np.asarray(c.func(values), dtype=bool), (PILOT_DRAWS,))
+            kept = int(np.count_nonzero(hit if c.kind == "inclusion" else ~hit))
+            parts.append(f"{c.kind} {c.expr!r} keeps {kept} of {PILOT_DRAWS}")
+        raise spec.error(
+            "criteria",
+            f"no patient meets the inclusion/exclusion criteria: none of {PILOT_DRAWS} pilot "
+            f"draws (seed {seed}) passes them all ({'; '.join(parts)}); "
+            "allowed: criteria that at least 1% of the population meets",
+        )
     if rate < MIN_ACCEPTANCE:
         parts = []
         for c in spec.criteria:
@@ -217,6 +252,11 @@ def _generate(spec: PopulationSpec, seed: int, index: np.ndarray):
         values, u_over = _evaluate(spec, keys[pending], attempt)
         m = pending.size
         ok = _criteria_mask(spec, values, m)
+        _check_finite(
+            spec,
+            {k: values[k][ok] for k in spec.derived},
+            f"patients accepted at attempt {attempt} of patients {index[0]}..{index[-1]}",
+        )
         draws += m
         passed += int(ok.sum())
         if spec.oversample:
@@ -405,11 +445,11 @@ def write_cohort(
     spec = _spec(spec)
     _check_range(n, 0, seed)
     if n < 1:
-        raise ValueError(f"n must be at least 1 to write a cohort, got {n}")
+        raise CohortError(f"n must be at least 1 to write a cohort, got {n}")
     if batch_size is None:
         batch_size = min(int(n), DEFAULT_BATCH_SIZE)
     if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise CohortError(f"batch_size must be a positive integer, got {batch_size!r}")
     n, seed, batch_size = int(n), int(seed), int(batch_size)
     check_acceptance(spec, seed)
 

@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import yaml
 
+from ._schema import not_a_mapping, read_yaml, validate_document
 from .distributions import Marginal, MarginalError, make_marginal
 from .errors import CohortError
 from .expr import Expression, ExpressionError, compile_expression
@@ -218,56 +218,6 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _key(path) -> str:
-    parts = []
-    for p in path:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        else:
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts) or "<top level>"
-
-
-def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """Most specific error inside oneOf/if-then, by path depth.
-
-    The schema's ``oneOf`` alternatives are always (0) a direct value - a distribution with a
-    ``type`` or a matrix as a list - and (1) a mapping by level; report the errors of the
-    alternative the author evidently meant.
-    """
-    context = list(error.context or ())
-    if error.validator == "oneOf" and context:
-        inst = error.instance
-        meant = 0 if isinstance(inst, list) or (isinstance(inst, dict) and "type" in inst) else 1
-        context = [e for e in context if e.relative_schema_path[0] == meant] or context
-    best = error
-    for sub in context:
-        cand = _deepest(sub)
-        if len(cand.absolute_path) > len(best.absolute_path) or (
-            len(cand.absolute_path) == len(best.absolute_path) and best.validator == "oneOf"
-        ):
-            best = cand
-    return best
-
-
-def _validate_schema(raw: Any, source_file: str) -> None:
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
-    if not errors:
-        return
-    err = _deepest(errors[0])
-    detail = err.message
-    if err.validator == "enum":
-        detail = f"{err.instance!r} is not allowed; allowed values: {err.validator_value}"
-    elif err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        detail = f"{err.message}; allowed keys: {allowed}"
-    elif err.validator in ("exclusiveMinimum", "minimum", "maximum"):
-        op = {"exclusiveMinimum": ">", "minimum": ">=", "maximum": "<="}[err.validator]
-        detail = f"{err.instance!r} is out of range; allowed: {op} {err.validator_value}"
-    raise CohortSpecError(source_file, _key(err.absolute_path), detail)
-
-
 def _is_pd(matrix: np.ndarray) -> tuple[bool, float]:
     eig = float(np.linalg.eigvalsh(matrix).min())
     return eig > 1e-10, eig
@@ -352,15 +302,12 @@ def load_spec(
         raw = json.loads(json.dumps(path))  # plain, independent copy
     else:
         label = source_file or str(path)
-        try:
-            text = Path(path).read_text("utf-8")
-        except OSError as exc:
-            raise CohortSpecError(label, "<file>", f"cannot read spec: {exc}") from None
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CohortSpecError(label, "<document>", f"not valid YAML: {exc}") from None
-    _validate_schema(raw, label)
+        raw = read_yaml(path, label, CohortSpecError, "a population spec")
+    if not isinstance(raw, Mapping):
+        raise CohortSpecError(
+            label, "<document>", not_a_mapping(raw, "a population spec", "name, variables, ...")
+        )
+    validate_document(raw, schema(), label, CohortSpecError)
     return _build(raw, label)
 
 
