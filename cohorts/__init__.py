@@ -10,24 +10,49 @@ Examples
 >>> spec = cohorts.load_spec(cohorts.population_path("tavr_severe_as"))
 >>> ds = cohorts.sample(spec, 1000, seed=2024)
 >>> table = cohorts.compare_to_target(spec, ds)
+
+Match a cohort to a published baseline table and certify it (see ``cohorts/README.md``):
+
+>>> targets = cohorts.load_targets("table1.yaml")  # doctest: +SKIP
+>>> result = cohorts.match(ds, targets, method="weights")  # doctest: +SKIP
+>>> result.certificate, result.summary["all_passed"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from .certificate import certificate, plot_certificate, write_certificate
 from .check import compare_to_target, plot_check
-from .errors import CohortError
+from .energy import energy_distance
+from .errors import CohortError, InfeasibleTargetsError, MatchError
+from .fitting import SpecFit, fit_spec
+from .matching import MatchResult, match
 from .sampling import sample, write_cohort
 from .spec import CohortSpecError, PopulationSpec, load_spec
+from .targets import TargetError, TargetStatistic, TargetTable, load_targets
 
 __all__ = [
     "CohortError",
     "CohortSpecError",
+    "InfeasibleTargetsError",
+    "MatchError",
+    "MatchResult",
     "PopulationSpec",
+    "SpecFit",
+    "TargetError",
+    "TargetStatistic",
+    "TargetTable",
+    "certificate",
     "compare_to_target",
+    "energy_distance",
+    "fit_spec",
     "load_spec",
+    "load_targets",
+    "match",
+    "plot_certificate",
     "plot_check",
     "population_path",
     "sample",
+    "write_certificate",
     "write_cohort",
 ]
 

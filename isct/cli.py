@@ -128,9 +128,51 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
     from .config import resolve_path
 
+    if args.n < 1:
+        raise ConfigError(f"--n must be a positive number of patients, got {args.n}")
+    if args.match is None:
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("method", "certificate", "size")
+            if getattr(args, k)
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --match TARGETS (a target table)")
     spec = cohorts.load_spec(resolve_path(args.spec))
-    ds = cohorts.write_cohort(spec, args.n, args.out, seed=args.seed, batch_size=args.batch_size)
-    print(f"wrote {ds.sizes['patient']} patients to {args.out}")
+    if args.match is None:
+        ds = cohorts.write_cohort(
+            spec, args.n, args.out, seed=args.seed, batch_size=args.batch_size
+        )
+        print(f"wrote {ds.sizes['patient']} patients to {args.out}")
+        return 0
+    targets = cohorts.load_targets(resolve_path(args.match))
+    method = args.method or "weights"
+    if method == "fit":  # the cohort is generated from the refitted spec, streamed
+        fit = cohorts.fit_spec(spec, targets, seed=args.seed)
+        ds = cohorts.write_cohort(
+            fit.spec, args.n, args.out, seed=args.seed, batch_size=args.batch_size
+        )
+        cert = cohorts.certificate(ds.load(), targets, method="fit")
+        if args.certificate:
+            cohorts.write_certificate(cert, args.certificate)
+            import yaml
+
+            path = Path(args.certificate) / "fitted_spec.yaml"
+            path.write_text(yaml.safe_dump(fit.spec.raw, sort_keys=False))
+        summary = cert.attrs["summary"]
+    else:
+        candidates = cohorts.sample(spec, args.n, seed=args.seed)
+        result = cohorts.match(
+            candidates, targets, method=method, size=args.size, max_ratio=args.max_ratio
+        )
+        result.write(args.out, args.certificate)
+        summary = result.summary
+    print(
+        f"wrote {summary['n_patients']} patients to {args.out}, matched to {targets.name} by "
+        f"{method}: {summary['n_passed']} of {summary['n_targets']} targets within their "
+        f"sampling intervals, Kish effective n {summary['kish_n']:.0f}"
+        + (f"; certificate in {args.certificate}" if args.certificate else "")
+    )
     return 0
 
 
@@ -217,12 +259,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", choices=list(TEMPLATES), default="blank", help="default: blank")
     p.set_defaults(func=_cmd_init)
 
-    p = sub.add_parser("cohort", help="generate a virtual cohort from a population spec")
+    p = sub.add_parser(
+        "cohort",
+        help="generate a virtual cohort from a population spec, optionally matched to a "
+        "published baseline table",
+    )
     p.add_argument("spec", help="population spec YAML")
-    p.add_argument("--n", type=int, required=True, help="number of patients")
+    p.add_argument("--n", type=int, required=True, help="number of patients (candidates)")
     p.add_argument("--seed", type=int, required=True, help="root seed")
     p.add_argument("--out", required=True, help="output zarr store")
     p.add_argument("--batch-size", type=int, default=None, help="patients per generation batch")
+    p.add_argument("--match", metavar="TARGETS", help="target table YAML to match the cohort to")
+    p.add_argument(
+        "--method",
+        choices=["weights", "select", "fit"],
+        help="weights: reweight the N patients; select: keep --size of them by "
+        "acceptance-rejection; fit: refit the spec and generate N patients (default weights)",
+    )
+    p.add_argument("--certificate", metavar="DIR", help="write the calibration certificate here")
+    p.add_argument("--size", type=int, help="select: patients to keep (default the table's n)")
+    p.add_argument(
+        "--max-ratio",
+        type=float,
+        default=20.0,
+        help="weights/select: largest matching weight relative to the base weight",
+    )
     p.set_defaults(func=_cmd_cohort)
 
     p = sub.add_parser("info", help="summarise a store or results folder the workflow wrote")
