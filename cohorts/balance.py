@@ -18,10 +18,14 @@ where ``psi(eta) = exp(eta)`` between ``log lower`` and ``log upper`` and contin
 gradient is the vector of weighted moment conditions and the bounds hold by construction.
 Without bounds this is Hainmueller's dual exactly; with categorical margins only it is
 raking (iterative proportional fitting converges to the same minimum-discrimination
-solution: Ireland & Kullback 1968; Deville & Saerndal 1992). A positive ``ridge`` turns the
-exact conditions into a quadratic penalty ``|sum w z|^2 / (2 ridge)`` on the primal side:
-the weights then exist whatever the targets, and for small ``ridge`` come as close to the
-targets as the bounds allow (used to report how near infeasible targets can be met).
+solution: Ireland & Kullback 1968; Deville & Saerndal 1992).
+
+*Relaxed problem.* With ``ridge > 0`` the conditions become a penalty: minimise
+``KL(w, q) + sum_j (sum_i w_i c_ij / t_j)^2 / (2 ridge)`` with tolerances ``t_j`` (e.g. the
+targets' interval half-widths in the units of the conditions); on the dual side this adds
+``ridge/2 sum_j (t_j / s_j)^2 lambda_j^2`` (``s_j`` the RMS scale). Such weights exist for
+any targets and, for small ``ridge``, come as close to them (in units of ``t``) as the bounds
+allow: this is how the nearest achievable cohort to infeasible targets is found.
 
 The dual is minimised by ``scipy.optimize.minimize(method="trust-exact")`` with the exact
 gradient and (generalised) Hessian; every evaluation is a few vectorised passes over the
@@ -66,8 +70,8 @@ class BalanceResult:
         ``g``: matching weight relative to the base weight; ``sum(q g) = 1``.
     residual : ndarray
         ``sum_i q_i g_i z_ij`` for every condition (unit-RMS scale; 0 when met).
-    coefficients : ndarray
-        ``lambda`` on the unit-RMS scale (``nu`` excluded).
+    theta : ndarray
+        ``(nu, lambda)``: the dual solution on the unit-RMS scale.
     scale : ndarray
         Root-mean-square of each condition under ``q`` (0: condition met by every patient).
     converged : bool
@@ -78,7 +82,7 @@ class BalanceResult:
 
     factor: np.ndarray
     residual: np.ndarray
-    coefficients: np.ndarray
+    theta: np.ndarray
     scale: np.ndarray
     converged: bool
     iterations: int
@@ -88,7 +92,7 @@ class BalanceResult:
 class _Dual:
     """The dual objective with its gradient and Hessian, cached per point."""
 
-    def __init__(self, z, q, lower, upper, ridge):
+    def __init__(self, z, q, lower, upper, ridge: np.ndarray):
         self.z, self.q, self.ridge = z, q, ridge
         self.log_lo = math.log(lower) if lower > 0 else -math.inf
         self.log_hi = math.log(upper) if math.isfinite(upper) else math.inf
@@ -113,7 +117,7 @@ class _Dual:
         self.g = e  # psi' : the clipped weight factor
         self.curv = np.where(inside, self.q * e, 0.0)  # q psi''
         qg = self.q * e
-        self.f = float(self.q @ psi) - nu + 0.5 * self.ridge * float(lam @ lam)
+        self.f = float(self.q @ psi) - nu + 0.5 * float(self.ridge @ (lam * lam))
         self.grad = np.concatenate(([qg.sum() - 1.0], self.z.T @ qg + self.ridge * lam))
         self._at = key
 
@@ -136,7 +140,7 @@ class _Dual:
         for start in range(0, self.z.shape[0], _BLOCK):
             zb = self.z[start : start + _BLOCK]
             zz += (zb * d[start : start + _BLOCK, None]).T @ zb
-        h[1:, 1:] = zz + self.ridge * np.eye(k)
+        h[1:, 1:] = zz + np.diag(self.ridge)
         return h
 
 
@@ -147,17 +151,17 @@ def entropy_balance(
     upper: float = math.inf,
     lower: float = 0.0,
     ridge: float = 0.0,
+    tolerances: np.ndarray | None = None,
+    theta0: np.ndarray | None = None,
     tol: float = 1e-8,
     max_iter: int = 200,
-    scaled: bool = False,
 ) -> BalanceResult:
     """Entropy-balancing weights meeting ``sum_i w_i c_i = 0`` with ``lower <= w/q <= upper``.
 
     Parameters
     ----------
     conditions : ndarray, shape (n, k)
-        Moment conditions ``c_ij`` (target 0), float64. Scaled in place to unit RMS unless
-        ``scaled``.
+        Moment conditions ``c_ij`` (target 0), float64. Scaled in place to unit RMS.
     base : ndarray, shape (n,)
         Base weights ``q >= 0`` (normalised here to sum 1).
     upper, lower : float
@@ -165,12 +169,14 @@ def entropy_balance(
         ``upper > 1 > lower >= 0``.
     ridge : float
         Penalty weight of the relaxed problem (0: the conditions are exact).
+    tolerances : ndarray, shape (k,), optional
+        ``t_j`` of the relaxed problem, in the units of the conditions (default the RMS).
+    theta0 : ndarray, shape (k + 1,), optional
+        Starting point ``(nu, lambda)`` on the unit-RMS scale (a previous result's
+        ``theta``, to continue from a larger ``ridge``).
     tol : float
         Largest allowed ``|sum q g z|`` of a condition on the unit-RMS scale.
     max_iter : int
-    scaled : bool
-        The conditions are already on the scale the residuals and the ridge should use
-        (e.g. interval units); do not rescale them.
 
     Returns
     -------
@@ -189,14 +195,15 @@ def entropy_balance(
     q = np.asarray(base, dtype=float)
     q = q / q.sum()
     z = conditions
-    if scaled:
-        scale = np.ones(z.shape[1])
-    else:
-        scale = np.sqrt(np.einsum("i,ij,ij->j", q, z, z))
-        active = scale > 0
-        z[:, active] /= scale[active]
-    dual = _Dual(z, q, lower, upper, ridge)
-    theta0 = np.zeros(z.shape[1] + 1)
+    scale = np.sqrt(np.einsum("i,ij,ij->j", q, z, z))
+    active = scale > 0
+    z[:, active] /= scale[active]
+    ridges = np.zeros(z.shape[1])
+    if ridge > 0:
+        t = scale if tolerances is None else np.asarray(tolerances, dtype=float)
+        ridges[active] = ridge * (t[active] / scale[active]) ** 2
+    dual = _Dual(z, q, lower, upper, ridges)
+    theta0 = np.zeros(z.shape[1] + 1) if theta0 is None else np.asarray(theta0, dtype=float)
 
     def diverging(intermediate_result):
         # infeasible conditions: the dual decreases without bound along some direction
@@ -220,7 +227,7 @@ def entropy_balance(
     return BalanceResult(
         factor=g / float(q @ g),
         residual=residual,
-        coefficients=res.x[1:],
+        theta=res.x,
         scale=scale,
         converged=converged,
         iterations=int(res.nit),

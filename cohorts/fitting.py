@@ -96,7 +96,8 @@ class SpecFit:
     certificate : pandas.DataFrame
         Certificate of the fitting sample (``n`` patients, ``seed``) of the fitted spec.
     summary : dict
-        ``n``, ``seed``, ``n_parameters``, ``nfev``, ``cost``, ``status``.
+        ``n``, ``seed``, ``n_parameters``, ``fitted_parameters`` (names), ``nfev``,
+        ``cost`` (half the sum of squared residuals), ``status`` (of least_squares).
     """
 
     spec: PopulationSpec
@@ -411,7 +412,7 @@ def fit_spec(
         "n": int(n),
         "seed": int(seed),
         "n_parameters": len(params),
-        "parameters": [p.name for p in params],
+        "fitted_parameters": [p.name for p in params],
         "nfev": int(res.nfev),
         "cost": float(res.cost),
         "status": int(res.status),

@@ -64,8 +64,9 @@ METHODS = ("weights", "select", "fit")
 DEFAULT_MAX_RATIO = 20.0
 #: Counter word of the selection stream: generation uses attempts 0 ... MAX_ATTEMPTS.
 SELECTION_ATTEMPT = 2**32 - 1
-#: Ridge of the relaxed balancing that finds the nearest cohort to infeasible targets.
-_RELAXED_RIDGE = 1e-3
+#: Ridges of the relaxed balancing (interval units) tried in turn when the targets cannot be
+#: met exactly: the first meeting every interval is used; the last gives the nearest cohort.
+_RELAXED_RIDGES = (1.0, 0.1, 0.01)
 
 
 @dataclass(frozen=True)
@@ -168,14 +169,22 @@ def balance_targets(
     res = entropy_balance(matrix, q, upper=max_ratio, lower=min_ratio)
     info = {"exact": res.converged, "iterations": res.iterations, "n_conditions": len(index)}
     if not res.converged:
-        matrix, _ = _moment_matrix(bound)
-        matrix /= halfwidths
-        res = entropy_balance(
-            matrix, q, upper=max_ratio, lower=min_ratio, ridge=_RELAXED_RIDGE, scaled=True
-        )
-        info["iterations"] += res.iterations
-        cert = certificate(ds, table, weights=q * res.factor, method="weights")
-        if not cert["passed"].all():
+        # continuation over the relaxed problems: the first whose weights pass every
+        # target's interval is used, the last is the nearest achievable cohort
+        theta = None
+        for ridge in _RELAXED_RIDGES:
+            matrix, _ = _moment_matrix(bound)
+            res = entropy_balance(
+                matrix, q, upper=max_ratio, lower=min_ratio, ridge=ridge,
+                tolerances=halfwidths, theta0=theta,
+            )  # fmt: skip
+            theta = res.theta
+            info["iterations"] += res.iterations
+            cert = certificate(ds, table, weights=q * res.factor, method="weights")
+            if cert["passed"].all():
+                info["relaxation"] = ridge
+                break
+        else:
             raise infeasible_error(
                 table,
                 cert,

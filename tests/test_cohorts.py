@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -662,3 +663,84 @@ def test_load_spec_roundtrip_of_shipped_spec(tavr):
     assert set(TAVR_NAMES) == set(tavr.names)
     with pytest.raises(FileNotFoundError, match="available: .*tavr_severe_as"):
         cohorts.population_path("nope")
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_non_finite_derived_variable_stops_generation(tmp_path):
+    raw = _base_spec()
+    raw["derived"]["huge"] = {
+        "expr": "x ** 10 ** 10",
+        "long_name": "overflow",
+        "units": "1",
+        "source": "test",
+    }
+    spec = cohorts.load_spec(_write(tmp_path, raw, "overflow.yaml"))
+    with pytest.raises(cohorts.CohortSpecError) as info:
+        cohorts.sample(spec, 50, seed=1)
+    msg = str(info.value)
+    assert info.value.key == "derived.huge.expr" and "overflow.yaml" in msg
+    assert re.search(r"'x \*\* 10 \*\* 10' is not finite \(inf or nan.*for \d+ of \d+", msg)
+    del raw["criteria"]  # no pilot: caught while generating, counted among the batch
+    spec = cohorts.load_spec(raw)
+    with pytest.raises(cohorts.CohortSpecError, match=r"for 50 of 50 patients accepted"):
+        cohorts.sample(spec, 50, seed=1)
+
+
+def test_criteria_that_nobody_meets(tmp_path):
+    raw = _base_spec()
+    raw["criteria"]["exclusion"] = [{"expr": "x > -100", "source": "t"}]
+    spec = cohorts.load_spec(_write(tmp_path, raw, "nobody.yaml"))
+    with pytest.raises(cohorts.CohortSpecError) as info:
+        cohorts.write_cohort(spec, 10, tmp_path / "c.zarr", seed=1)
+    msg = str(info.value)
+    assert info.value.key == "criteria" and "nobody.yaml" in msg
+    assert "no patient meets the inclusion/exclusion criteria" in msg
+    assert "exclusion 'x > -100' keeps 0 of 10000" in msg
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"the quick brown fox\njumps over the lazy dog\n", "a single text value"),
+        (b"- a\n- b\n", "a list"),
+        (b"", "an empty document"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a text file"),
+        (b"name: [x\nvariables: 1\n", "not valid YAML at line 2"),
+    ],
+)
+def test_spec_file_that_is_not_a_spec(tmp_path, content, detail):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(cohorts.CohortSpecError) as info:
+        cohorts.load_spec(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: key '<")
+    assert detail in msg and "population spec" in msg
+    assert "fox" not in msg and "\n" not in msg
+
+
+def test_cohort_command_one_line_errors(tmp_path, capsys):
+    from isct.cli import main
+
+    raw = _base_spec()
+    raw["derived"]["huge"] = {
+        "expr": "exp(x * 1000)",
+        "long_name": "o",
+        "units": "1",
+        "source": "t",
+    }
+    bad = _write(tmp_path, raw, "overflow.yaml")
+    text = tmp_path / "readme.txt"
+    text.write_text("This is not a population spec.\nIt is prose.\n")
+    for argv, pattern in [
+        ([str(bad), "--n", "0"], r"--n must be a positive number of patients, got 0"),
+        ([str(bad), "--n", "5"], r"key 'derived.huge.expr': huge = 'exp\(x \* 1000\)' is not"),
+        ([str(text), "--n", "5"], r"readme.txt: key '<document>': the document is a single"),
+    ]:
+        code = main(["cohort", *argv, "--seed", "1", "--out", str(tmp_path / "c.zarr")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+        assert re.search(pattern, err), err
+        assert "prose" not in err
