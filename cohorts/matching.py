@@ -88,11 +88,22 @@ class MatchResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def write(self, store: str | Path, certificate_dir: str | Path | None = None) -> None:
-        """Write the cohort to a zarr store (overwritten) and, if asked, the certificate
-        files (:func:`cohorts.write_certificate`) into ``certificate_dir``."""
+        """Write the cohort to a zarr store and, if asked, the certificate files
+        (:func:`cohorts.write_certificate`) into ``certificate_dir``.
+
+        The cohort is loaded into memory first, so ``store`` may be the very store the
+        candidates were read from (it is overwritten); chunks of
+        :data:`cohorts.sampling.DEFAULT_BATCH_SIZE` patients, as :func:`cohorts.write_cohort`
+        writes.
+        """
+        from .sampling import DEFAULT_BATCH_SIZE
+
+        cohort = self.cohort.load().drop_encoding()
+        chunks = (max(1, min(cohort.sizes["patient"], DEFAULT_BATCH_SIZE)),)
+        encoding = {name: {"chunks": chunks} for name in cohort.variables}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            self.cohort.to_zarr(str(store), mode="w", consolidated=True)
+            cohort.to_zarr(str(store), mode="w", consolidated=True, encoding=encoding)
         if certificate_dir is not None:
             write_certificate(self.certificate, certificate_dir)
 

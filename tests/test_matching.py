@@ -611,6 +611,7 @@ def test_each_method_meets_every_target(population, candidates, method):
         assert res.cohort.sizes["patient"] == candidates.sizes["patient"]
         assert "matching_weight" not in res.cohort
     assert res.cohort.attrs["matching_method"] == method
+    json.dumps(res.summary)  # the summary is JSON as it stands
 
 
 CONTRADICTIONS = {
@@ -803,6 +804,20 @@ def test_isct_cohort_match_writes_store_and_certificate(tmp_path, capsys):
     assert json.loads((cert / "certificate.json").read_text())["summary"]["all_passed"]
     code = main([*argv, "--match", str(table), "--method", "select", "--size", "800"])
     assert code == 0 and xr.open_zarr(out).sizes["patient"] == 800
+
+
+def test_match_result_can_overwrite_the_candidate_store(tmp_path, population):
+    store = tmp_path / "cohort.zarr"
+    lazy = cohorts.write_cohort(population, 5000, store, seed=3, batch_size=2000)
+    age = lazy["age_yr"].values
+    result = cohorts.match(lazy, TABLE, method="weights")
+    result.write(store, tmp_path / "cert")  # the lazily opened source is overwritten
+    back = xr.open_zarr(store)
+    assert back["age_yr"].chunks == ((5000,),)
+    np.testing.assert_array_equal(back["age_yr"].values, age)
+    np.testing.assert_allclose(
+        cohorts.certificate(back, TABLE)["achieved"], result.certificate["achieved"]
+    )
 
 
 @pytest.mark.parametrize(
