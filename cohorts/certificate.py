@@ -162,7 +162,7 @@ def certificate(
     TargetError
         The table does not fit the cohort (:meth:`TargetTable.check`).
     """
-    table = load_targets(targets)
+    table = load_targets(targets).resolved(ds)
     bound = bind(table, ds)
     w = cohort_weights(ds) if weights is None else np.asarray(weights, dtype=float)
     got = bound.achieved(w)

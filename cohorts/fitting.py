@@ -334,6 +334,7 @@ def fit_spec(
     spec = load_spec(spec)
     table = load_targets(targets)
     first = sample(spec, n, seed=seed)
+    table = table.resolved(first)
     bound = bind(table, first)
     params: list[_Param] = []
     problems: dict[str, str] = {}

@@ -402,6 +402,7 @@ def match(
         raise MatchError(f"unknown matching method {method!r}; allowed: {list(METHODS)}")
     table = load_targets(targets)
     table.check(ds)
+    table = table.resolved(ds)  # a mean without its SD: the candidates' SD (plug-in)
     if seed is None:
         attr = ds.attrs.get("seed", 0)
         seed = int(attr) if isinstance(attr, int | np.integer) else 0

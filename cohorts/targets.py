@@ -34,13 +34,15 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
@@ -63,12 +65,14 @@ __all__ = [
 #: The figure a row gives (exactly one per row).
 ROW_KINDS = ("mean", "median", "proportions", "proportion", "correlation")
 _COMPANIONS = {  # kind -> (required keys, forbidden keys besides other kinds)
-    "mean": ({"variable", "sd"}, {"iqr", "where", "with", "kind"}),
+    "mean": ({"variable"}, {"iqr", "where", "with", "kind"}),
     "median": ({"variable", "iqr"}, {"sd", "where", "with", "kind"}),
     "proportions": ({"variable"}, {"sd", "iqr", "where", "with", "kind"}),
     "proportion": (set(), {"sd", "iqr", "with", "kind"}),
     "correlation": ({"variable", "with"}, {"sd", "iqr", "where"}),
 }
+#: How the interval of a mean published without its SD is computed (at use, per cohort).
+PLUG_IN_INTERVAL = "mean +/- z s/sqrt(n), s the cohort's SD (the source reports no SD)"
 #: Allowed excess of a variable's proportions over 1, per category given (rounding).
 ROUNDING_PER_CATEGORY = 0.005
 
@@ -207,6 +211,38 @@ class TargetTable:
         from .evaluate import bind
 
         bind(self, ds)
+
+    def resolved(self, ds: xr.Dataset) -> TargetTable:
+        """This table with the intervals of means published without an SD filled in.
+
+        Such a mean's interval is ``mean ± z·s/√n`` with ``s`` the (sampling-weighted) SD of
+        the variable in ``ds`` — the cohort being matched — as a plug-in estimate of the
+        population SD. A table without such rows is returned as it is.
+        """
+        if not any(s.interval == PLUG_IN_INTERVAL for s in self.statistics):
+            return self
+        weights = (
+            np.asarray(ds["sampling_weight"].values, dtype=float)
+            if "sampling_weight" in ds
+            else None
+        )
+        stats = []
+        for s in self.statistics:
+            if s.interval == PLUG_IN_INTERVAL:
+                if s.variable not in ds:
+                    raise self.error(
+                        s.key, f"variable {s.variable!r} not in the cohort; available: "
+                        f"{sorted(map(str, ds.data_vars))}"
+                    )  # fmt: skip
+                x = np.asarray(ds[s.variable].values, dtype=float)
+                ok = np.isfinite(x)
+                w = np.ones(ok.sum()) if weights is None else weights[ok]
+                mean = np.average(x[ok], weights=w)
+                sd = float(np.sqrt(np.average((x[ok] - mean) ** 2, weights=w)))
+                lo, hi = intervals.mean_interval(s.value, sd, s.n, self.confidence)
+                s = replace(s, ci_low=lo, ci_high=hi, sd=sd)
+            stats.append(s)
+        return replace(self, statistics=tuple(stats))
 
     def to_frame(self) -> pd.DataFrame:
         """The statistics as a table (one row per figure)."""
@@ -351,7 +387,21 @@ def _row_statistics(row, i, raw, conf, label) -> list[TargetStatistic]:
         units=row.get("units"),
     )
     out = []
-    if kind == "mean":
+    if kind == "mean" and "sd" not in row:
+        # the source reports the mean alone: its interval takes the SD of the cohort it is
+        # checked against (TargetTable.resolved), a plug-in estimate of the population SD
+        if sub:
+            raise TargetError(
+                label, f"{key}.sd", "a mean without its SD cannot be given within a subgroup"
+            )
+        mean = float(row["mean"])
+        out.append(
+            TargetStatistic(
+                label=f"{name} mean{suffix}", statistic="mean", value=mean, ci_low=math.nan,
+                ci_high=math.nan, interval=PLUG_IN_INTERVAL, mean=mean, **common,
+            )
+        )  # fmt: skip
+    elif kind == "mean":
         mean, sd = float(row["mean"]), float(row["sd"])
         if n < 2:
             raise TargetError(label, f"{key}.n", "a mean and SD need n >= 2")

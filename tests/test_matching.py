@@ -834,3 +834,41 @@ def test_isct_cohort_bad_options_one_line(tmp_path, capsys, extra, pattern):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert re.search(pattern, err)
+
+
+def test_a_mean_published_without_its_sd_takes_the_cohorts_sd_as_a_plug_in():
+    """Known answer: the interval is mean ± z s/√n with s the (weighted) SD of the cohort."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(80.0, 6.0, 20_000)
+    ds = xr.Dataset(
+        {"age_yr": ("patient", x, {"units": "yr"})}, coords={"patient": np.arange(x.size)}
+    )
+    table = cohorts.load_targets(
+        {"name": "t", "citation": "c", "n": 400, "targets": [{"variable": "age_yr", "mean": 78.0}]}
+    )
+    (s,) = table.statistics
+    assert math.isnan(s.ci_low) and s.sd is None  # not knowable before a cohort
+    (r,) = table.resolved(ds).statistics
+    half = 1.959964 * x.std() / math.sqrt(400)
+    assert r.ci_low == pytest.approx(78.0 - half, rel=1e-5)
+    assert r.ci_high == pytest.approx(78.0 + half, rel=1e-5)
+    result = cohorts.match(ds, table, method="weights")
+    cert = result.certificate.set_index("statistic")
+    assert result.summary["all_passed"] and bool(cert.loc["mean", "passed"])
+    assert abs(cert.loc["mean", "achieved"] - 78.0) < half
+    with pytest.raises(cohorts.TargetError, match=r"targets\[0\].sd.*subgroup"):
+        cohorts.load_targets(
+            {"name": "t", "citation": "c", "n": 400,
+             "targets": [{"variable": "age_yr", "mean": 78.0, "subgroup": "age_yr > 70"}]}
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["evolut_low_risk", "tvt_registry"])
+def test_the_shipped_target_tables_load_and_fit_the_tavr_cohort(name):
+    from conftest import REPO, TAVR_SPEC
+
+    table = cohorts.load_targets(REPO / "cohorts" / "targets" / f"{name}.yaml")
+    assert table.role == "validation" and table.citation and table.n > 100
+    ds = cohorts.sample(cohorts.load_spec(TAVR_SPEC), 4000, seed=5)
+    result = cohorts.match(ds, table, method="weights")
+    assert result.summary["all_passed"], result.certificate
