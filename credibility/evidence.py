@@ -142,6 +142,12 @@ EVIDENCE_KEYS: tuple[EvidenceKey, ...] = tuple(EvidenceKey(*row) for row in (
     ("validation.fraction_with_u_D",                      "1",       "credibility", "share of compared rows reporting an uncertainty"),
     ("validation.max_area_metric",                        "quantity units", "credibility", "largest area metric between predicted and published distributions"),
     ("validation.qoi_coverage",                           "1",       "credibility", "share of the quantities of interest with at least one predicted comparator"),
+    ("cohort.matched",                                    "bool",    "cohort",      "the cohort was matched to a published baseline table (cohort.match)"),
+    ("cohort.all_passed",                                 "bool",    "cohort",      "every figure of the matched baseline table inside its sampling interval (calibration certificate)"),
+    ("cohort.fraction_passed",                            "1",       "cohort",      "share of the baseline table's figures inside their sampling intervals (certificate)"),
+    ("cohort.n_targets",                                  "count",   "cohort",      "figures of the matched baseline table"),
+    ("cohort.max_abs_smd",                                "1",       "cohort",      "largest |standardised difference| cohort vs the baseline table (certificate)"),
+    ("cohort.kish_n",                                     "count",   "cohort",      "Kish effective sample size of the matched cohort"),
     ("applicability.max_abs_smd",                         "1",       "credibility", "largest |standardised mean difference| virtual cohort vs comparator populations (applicability_summary)"),
     ("applicability.min_fraction_within",                 "1",       "credibility", "smallest share of virtual patients inside a comparator population's range"),
     ("applicability.n_characteristics",                   "count",   "credibility", "characteristics assessed"),
@@ -218,6 +224,7 @@ def collect_evidence(
     stage_chain: Sequence[Mapping[str, Any]] | None = None,
     reproducibility: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    cohort: Mapping[str, Any] | None = None,
     quantities_of_interest: Sequence[str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -245,6 +252,9 @@ def collect_evidence(
         Evidence of the independent re-run; must hold ``resimulation_match`` (bool).
     calibration : mapping, optional
         ``calibration.json`` of the calibrate stage (``enabled`` false: no evidence).
+    cohort : mapping, optional
+        The cohort stage's certificate summary (``matched``; when matched ``n_targets``,
+        ``n_passed``, ``all_passed``, ``max_abs_smd``, ``kish_n``).
     quantities_of_interest : sequence of str, optional
         Outcome variables the decision rests on (``validation.qoi_coverage``).
 
@@ -261,6 +271,17 @@ def collect_evidence(
         not in :data:`EVIDENCE_KEYS` (the message names it and the closest listed keys).
     """
     ev: dict[str, Any] = {}
+    if cohort is not None:
+        ev["cohort"] = {"matched": bool(cohort.get("matched"))}
+        if cohort.get("matched"):
+            n = int(cohort["n_targets"])
+            ev["cohort"].update(
+                all_passed=bool(cohort["all_passed"]),
+                fraction_passed=int(cohort["n_passed"]) / n if n else None,
+                n_targets=n,
+                max_abs_smd=cohort.get("max_abs_smd"),
+                kish_n=cohort.get("kish_n"),
+            )
     if calibration is not None and calibration.get("enabled"):
         forms = calibration.get("model_forms", {})
         ev["calibration"] = {

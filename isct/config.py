@@ -32,6 +32,7 @@ __all__ = [
 #: isct's built-in files (:func:`isct.resources.resolve_data_path`).
 FILE_KEYS = (
     "cohort.population",
+    "cohort.match.targets",
     "model.card",
     "credibility.plan",
     "credibility.comparators",
@@ -151,6 +152,10 @@ def named_files(config: Mapping[str, Any]) -> dict[str, str]:
             node = node.get(part) if isinstance(node, Mapping) else None
         if node:
             values[key] = node
+    cohort = config.get("cohort") if isinstance(config, Mapping) else None
+    for i, population in enumerate((cohort or {}).get("populations") or ()):
+        if isinstance(population, Mapping) and population.get("targets"):
+            values[f"cohort.populations[{i}].targets"] = population["targets"]
     return values
 
 
@@ -170,6 +175,9 @@ def _check_named_files(
         "credibility.comparator_populations": (load_populations, ComparatorError),
         "calibration.comparators": (load_comparators, ComparatorError),
     }
+    for key in files:  # target tables: the matched population and the further ones
+        if key.endswith(".targets"):
+            checks[key] = (cohorts.load_targets, cohorts.CohortError)
     for key, (load, error) in checks.items():
         if files.get(key):
             try:

@@ -36,6 +36,7 @@ __all__ = ["PROJECT_FILES", "TEMPLATES", "Template", "init_project"]
 #: Config key → the file's name in a new project.
 PROJECT_FILES: dict[str, str] = {
     "cohort.population": "population.yaml",
+    "cohort.match.targets": "targets.yaml",
     "model.card": "model/card.yaml",
     "credibility.plan": "plan.yaml",
     "credibility.comparators": "comparators.csv",
@@ -80,11 +81,22 @@ def _templates() -> dict[str, Template]:
 TEMPLATES: dict[str, Template] = _templates()
 
 
+def _population_file(key: str) -> str:
+    """Project file name of a further population's target table (``cohort.populations[i]``)."""
+    index = re.fullmatch(r"cohort\.populations\[(\d+)\]\.targets", key)
+    if index is None:
+        raise IsctError(f"isct init does not know where to put the file of key {key!r}")
+    return f"targets_population_{index.group(1)}.yaml"
+
+
 def _set(config: dict, key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
-    node = config
+    node: Any = config
     for part in parents:
-        node = node[part]
+        name, _, index = part.partition("[")
+        node = node[name]
+        if index:
+            node = node[int(index.rstrip("]"))]
     node[leaf] = value
 
 
@@ -133,7 +145,7 @@ def _plan(template: str) -> tuple[str, dict[Path, Path]]:
     renamed: dict[str, str] = {}
     missing: list[str] = []
     for key, value in named_files(config).items():
-        name = PROJECT_FILES[key]
+        name = PROJECT_FILES.get(key) or _population_file(key)
         places = _source(value, config_file.parent)
         found = next((p for p in places if p.is_file()), None)
         if found is None:

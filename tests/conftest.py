@@ -56,6 +56,7 @@ GOOD = {
         "qoi_coverage": 1.0,
     },
     "applicability": {"max_abs_smd": 0.1, "min_fraction_within": 0.9},
+    "cohort": {"matched": True, "all_passed": True, "fraction_passed": 1.0, "max_abs_smd": 0.0},
 }
 
 

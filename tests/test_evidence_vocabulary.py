@@ -36,12 +36,12 @@ PLANS = sorted((REPO / "credibility" / "plans").glob("*.yaml"))
 def test_the_list_is_one_documented_table():
     keys = [k.key for k in EVIDENCE_KEYS]
     assert len(keys) == len(set(keys))
-    stages = {"simulate", "calibrate", "uq", "credibility", "report"}
+    stages = {"cohort", "simulate", "calibrate", "uq", "credibility", "report"}
     for k in EVIDENCE_KEYS:
         assert k.meaning and k.unit and k.stage in stages, k
     assert {k.key.split(".")[0] for k in EVIDENCE_KEYS} == {
         "provenance", "code_verification", "verification", "simulation", "reproducibility",
-        "model_card", "uq", "calibration", "validation", "applicability",
+        "model_card", "uq", "calibration", "validation", "applicability", "cohort",
     }  # fmt: skip
 
 
@@ -94,6 +94,11 @@ def test_collect_evidence_on_real_inputs_produces_only_listed_keys():
             "leave_one_study_out": {"rms_z": 0.9, "mean_abs_error": 1.0,
                                     "mean_abs_rel_error_pct": 12.0},
             "model_forms": {"forms": {}, "best": "model", "model_to_best_rms_z_ratio": 1.0},
+        },
+        # as the cohort stage writes certificate/summary.json
+        cohort={
+            "matched": True, "table": "t", "method": "weights", "n_targets": 2,
+            "n_passed": 2, "all_passed": True, "max_abs_smd": 0.01, "kish_n": 400.0,
         },
         quantities_of_interest=["mean_gradient_mmhg", "eoa_cm2"],
     )  # fmt: skip

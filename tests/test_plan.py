@@ -84,7 +84,7 @@ def test_changing_goal_threshold_changes_status(plan_dict):
 def test_missing_nan_and_boolean_evidence(plan):
     ev = copy.deepcopy(GOOD)
     del ev["calibration"]["leave_one_study_out"]
-    ev["applicability"]["max_abs_smd"] = np.nan
+    ev["cohort"]["fraction_passed"] = np.nan
     ev["reproducibility"]["resimulation_match"] = np.bool_(False)
     t = assess(plan, ev).set_index("factor")
     assert t.loc["model_inputs", "status"] == "missing"
@@ -208,3 +208,17 @@ def test_a_model_defined_code_check_can_be_named_and_fails_when_not_reported(pla
     reported["code_verification"]["analytic_rel_error"] = 1e-9
     status = assess(plan_dict, reported).set_index("factor")["status"]
     assert status["numerical_code_verification"] == "fail"
+
+
+def test_a_cohort_outside_the_enrolled_populations_table_fails_equivalency(plan):
+    ev = copy.deepcopy(GOOD)
+    assert (
+        assess(plan, ev).set_index("factor").loc["equivalency_of_input_parameters", "status"]
+        == "pass"
+    )
+    ev["cohort"]["fraction_passed"] = 0.5  # one of two baseline figures outside its interval
+    status = assess(plan, ev).set_index("factor").loc["equivalency_of_input_parameters", "status"]
+    assert status == "partial"
+    ev["cohort"]["fraction_passed"] = 0.0
+    status = assess(plan, ev).set_index("factor").loc["equivalency_of_input_parameters", "status"]
+    assert status == "fail"

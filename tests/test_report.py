@@ -537,6 +537,7 @@ def test_collect_evidence_covers_every_factor_of_the_default_plan(trial, pieces)
             "enabled": True, "leave_one_study_out": {"rms_z": 0.9},
             "model_forms": {"model_to_best_rms_z_ratio": 1.0, "best": "model"},
         },
+        cohort={"matched": True, "n_targets": 2, "n_passed": 2, "all_passed": True},
     )  # fmt: skip
     table = assess(load_plan(PLAN), ev)
     assert not (table["status"] == "missing").any(), table[["factor", "evidence", "status"]]

@@ -464,3 +464,34 @@ def test_the_run_s_evidence_holds_only_listed_keys(tiny_run):
     )
     assert unlisted_keys(evidence) == []
     assert set(evidence) == {k.key.split(".")[0] for k in EVIDENCE_KEYS}
+
+
+def test_the_cohort_is_matched_with_a_certificate_and_answered_for_another_population(tiny_run):
+    """cohort.match re-weights the tiny cohort to the Evolut Low Risk baseline table;
+    cohort.populations re-weights the same patients to the TVT registry's; the certificate
+    grades equivalency, and the report answers the question for both populations."""
+    results = tiny_run / "results" / "ci_tiny"
+    summary = json.loads((results / "certificate" / "summary.json").read_text())
+    assert summary["matched"] and summary["table"] == "evolut_low_risk" and summary["all_passed"]
+    assert summary["populations"]["tvt_registry"]["all_passed"]
+    cohort = xr.open_zarr(results / "cohort.zarr", consolidated=False)
+    w, p = cohort["sampling_weight"].values, cohort["population_weight_tvt_registry"].values
+    age = cohort["age_yr"].values
+    # the enrolled population is younger than the real-world one, as their tables say
+    assert np.average(age, weights=w) == pytest.approx(74.0, abs=0.5)
+    assert np.average(age, weights=p) == pytest.approx(81.0, abs=0.5)
+    cert = pd.read_csv(results / "certificate" / "trial" / "certificate.csv")
+    assert cert["passed"].all() and set(cert["variable"]) == {"age_yr", "sex"}
+    evidence = json.loads((results / "evidence" / "evidence_final.json").read_text())
+    assert evidence["cohort"]["fraction_passed"] == 1.0
+    assessment = _assessment(results)
+    assert assessment["equivalency_of_input_parameters"] == "pass"
+    comparison = pd.read_csv(results / "evidence" / "populations_comparison.csv")
+    assert set(comparison["population"]) == {"real-world: TVT"} and "differs" in comparison
+    html = (tiny_run / "reports" / "ci_tiny" / "credibility_report.html").read_text()
+    for anchor in (
+        'id="certificate-trial"',
+        'id="certificate-tvt_registry"',
+        'id="populations-comparison"',
+    ):
+        assert anchor in html, anchor

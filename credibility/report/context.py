@@ -13,7 +13,7 @@ import xarray as xr
 from credibility.errors import CredibilityError
 from credibility.plan import Plan, assess
 
-from . import sections
+from . import population, sections
 
 __all__ = ["NOT_COMPUTED", "ReportError", "build_context"]
 
@@ -46,6 +46,8 @@ def build_context(
     subgroups: Sequence[Mapping[str, Any]] = (),
     answer: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    certificate: Mapping[str, Any] | None = None,
+    populations: Mapping[str, Any] | None = None,
     conf: float = 0.95,
 ) -> dict[str, Any]:
     """Compute every table and figure of the report; missing pieces become explicit notes.
@@ -99,6 +101,12 @@ def build_context(
         (PNG path or None).
     calibration : mapping, optional
         The calibrate stage's ``summary`` (calibration.json), ``fit`` and ``loso`` tables.
+    certificate : mapping, optional
+        The cohort's calibration certificates: ``summary`` (certificate/summary.json),
+        ``tables`` and ``figures`` by population name (:func:`.population.certificate`).
+    populations : mapping, optional
+        The question answered for each population
+        (:func:`credibility.populations.population_answers`).
     conf : float, default 0.95
         Confidence level of all intervals.
 
@@ -133,6 +141,8 @@ def build_context(
         "model": sections.model(model_card),
         "verification": sections.verification(verification, plan, page),
         "answer": sections.answer(answer),
+        "populations": population.populations(populations),
+        "certificate": population.certificate(**certificate) if certificate else None,
         "calibration": sections.calibration(calibration),
         "validation": sections.validation(validation, plan, page),
         "applicability": sections.applicability(applicability),

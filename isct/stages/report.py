@@ -139,6 +139,42 @@ def reproducibility_evidence(
     }
 
 
+def _populations(
+    trial: Trial,
+    res: Path,
+    outcomes: xr.Dataset | None,
+    cohort: xr.Dataset | None,
+    summary: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The certificates for the report, and the question answered for each population."""
+    from credibility.populations import population_answers
+
+    from .cohort import POPULATION_WEIGHT
+
+    if summary is None:
+        return None, None
+    folder = res / "certificate"
+    names = (["trial"] if summary.get("matched") else []) + list(summary.get("populations", {}))
+    tables = {n: _read_csv(folder / n / "certificate.csv") for n in names}
+    figures = {n: folder / n / "certificate.png" for n in names}
+    context = {"summary": summary, "tables": tables, "figures": figures}
+    question = trial["report"].get("question")
+    extra = summary.get("populations") or {}
+    if not extra or question is None or outcomes is None or cohort is None:
+        return context, None
+    label = "enrolled population" if summary.get("matched") else "virtual cohort"
+    populations: dict[str, Any] = {"trial": {"label": label}}
+    for name, p in extra.items():
+        populations[name] = {
+            "label": p["label"],
+            "weights": cohort[f"{POPULATION_WEIGHT}{name}"].values,
+        }
+    answers = population_answers(
+        outcomes, cohort, question, populations, subgroups=trial["report"]["subgroups"]
+    )
+    return context, answers
+
+
 def run_report(
     trial: Trial, *, results: str, html: str, manifest: str, config_path: str | None = None
 ) -> Path:
@@ -177,6 +213,7 @@ def run_report(
         "gci": ev_dir / "gci.csv",
         "cohort_check": res / "cohort_check.csv",
         "calibration": res / "calibration" / "calibration.json",
+        "certificate": res / "certificate",
         "calibration_fit": res / "calibration" / "calibration_fit.csv",
         "calibration_loso": res / "calibration" / "calibration_loso.csv",
         "cohort": res / "cohort.zarr",
@@ -198,6 +235,8 @@ def run_report(
     stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
     calibration_file = res / "calibration" / "calibration.json"
     calibration = json.loads(calibration_file.read_text()) if calibration_file.is_file() else None
+    certificate_file = res / "certificate" / "summary.json"
+    certificate = json.loads(certificate_file.read_text()) if certificate_file.is_file() else None
     cohort = _open(res / "cohort.zarr")
     outcomes = _open(res / "outcomes.zarr")
     uq = _open(res / "uq.zarr")
@@ -241,6 +280,7 @@ def run_report(
         stage_chain=[m.to_dict() for m in chain],
         reproducibility=rerun,
         calibration=calibration,
+        cohort=certificate,
         quantities_of_interest=trial.endpoints,
     )
     plan = load_plan(plan_path) if plan_path is not None else None
@@ -279,6 +319,11 @@ def run_report(
         written["answer_paired"] = ev_dir / "answer_paired.csv"
         if figure is not None:
             written["answer_figure"] = figure
+    certificate_context, populations = _populations(trial, res, outcomes, cohort, certificate)
+    if populations is not None:
+        for kind in ("by_arm", "comparison"):
+            populations[kind].to_csv(ev_dir / f"populations_{kind}.csv", index=False)
+            written[f"populations_{kind}"] = ev_dir / f"populations_{kind}.csv"
     calibration_context = None
     if calibration is not None:
         calibration_context = {
@@ -291,6 +336,8 @@ def run_report(
         subgroups=trial["report"]["subgroups"],
         answer=answer,
         calibration=calibration_context,
+        certificate=certificate_context,
+        populations=populations,
         trial=about,
         cohort=cohort,
         outcomes=outcomes,

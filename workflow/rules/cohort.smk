@@ -1,6 +1,7 @@
 rule cohort:
     input:
-        spec=population_spec,
+        population_spec,
+        target_tables,
     output:
         store=directory(f"{RESULTS}/cohort.zarr"),
         check=report(
@@ -9,6 +10,7 @@ rule cohort:
             category="Cohort",
         ),
         representation=f"{RESULTS}/cohort_representation.csv",
+        certificate=f"{RESULTS}/certificate/summary.json",
         provenance=stage_record("cohort"),
         figure=report(
             f"{RESULTS}/figures/cohort_check.png",

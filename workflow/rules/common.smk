@@ -22,6 +22,14 @@ def population_spec(wildcards):
     return trial_path(config["cohort"]["population"])
 
 
+def target_tables(wildcards):
+    """Target tables the cohort is matched to (cohort.match, cohort.populations)."""
+    cohort = config["cohort"]
+    tables = [cohort["match"]["targets"]] if cohort.get("match") else []
+    tables += [p["targets"] for p in cohort.get("populations", [])]
+    return [trial_path(t) for t in tables]
+
+
 def credibility_inputs(wildcards):
     """Plan, comparator and comparator-population files the credibility stage reads."""
     cred = config.get("credibility", {})

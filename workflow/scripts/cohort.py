@@ -11,4 +11,5 @@ if __name__ == "__main__":
         check=snakemake.output.check,  # noqa: F821
         representation=snakemake.output.representation,  # noqa: F821
         figure=snakemake.output.figure,  # noqa: F821
+        certificate=snakemake.output.certificate,  # noqa: F821
     )
