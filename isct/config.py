@@ -23,6 +23,7 @@ __all__ = [
     "FILE_KEYS",
     "model_of",
     "named_files",
+    "set_named_file",
     "resolve_path",
     "uncertainty_problem",
     "validate_config",
@@ -157,6 +158,18 @@ def named_files(config: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(population, Mapping) and population.get("targets"):
             values[f"cohort.populations[{i}].targets"] = population["targets"]
     return values
+
+
+def set_named_file(config: dict, key: str, value: Any) -> None:
+    """Set the file of a key of :func:`named_files` (e.g. ``cohort.populations[0].targets``)."""
+    *parents, leaf = key.split(".")
+    node: Any = config
+    for part in parents:
+        name, _, index = part.partition("[")
+        node = node[name]
+        if index:
+            node = node[int(index.rstrip("]"))]
+    node[leaf] = value
 
 
 def _check_named_files(

@@ -23,11 +23,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .config import named_files
+from .config import named_files, set_named_file
 from .errors import IsctError
 from .resources import data_root, workflow_dir
 
@@ -89,17 +88,6 @@ def _population_file(key: str) -> str:
     return f"targets_population_{index.group(1)}.yaml"
 
 
-def _set(config: dict, key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node: Any = config
-    for part in parents:
-        name, _, index = part.partition("[")
-        node = node[name]
-        if index:
-            node = node[int(index.rstrip("]"))]
-    node[leaf] = value
-
-
 def _rewrite(text: str, config: dict, renamed: dict[str, str]) -> str:
     """The config text with each key of ``renamed`` set to its new value, comments kept; a
     YAML dump of the config (without comments) when a value cannot be replaced in place."""
@@ -117,7 +105,7 @@ def _rewrite(text: str, config: dict, renamed: dict[str, str]) -> str:
             return new_text
     config = yaml.safe_load(text)
     for key, new in renamed.items():
-        _set(config, key, new)
+        set_named_file(config, key, new)
     return yaml.safe_dump(config, sort_keys=False)
 
 

@@ -17,7 +17,7 @@ import yaml
 import zarr
 
 from isct.cli import main
-from isct.config import named_files
+from isct.config import named_files, set_named_file
 from isct.locks import RECORDS, clear_stale_locks, lock_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -175,8 +175,7 @@ def test_a_project_run_killed_hard_resumes_on_rerun_and_matches_a_clean_run(tmp_
     config = yaml.safe_load(TINY.read_text())
     mine = named_files(generated)
     for key in named_files(config):  # the tiny trial, reading the project's copies of its files
-        section, leaf = key.split(".")
-        config[section][leaf] = mine[key]
+        set_named_file(config, key, mine[key])
         assert (project / mine[key]).is_file(), key
     (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "isct", "run", "config.yaml", "--cores", "2"]

@@ -230,11 +230,6 @@ BAD_TABLES = {
         "targets[0]",
         r"exactly one of \['mean', 'median'.*gives \['mean', 'median'\]",
     ),
-    "mean_without_sd": (
-        lambda t: t["targets"][0].pop("sd"),
-        "targets[0]",
-        r"a 'mean' row needs \['sd'\]",
-    ),
     "quartiles_out_of_order": (
         lambda t: t["targets"][2].update(iqr=[85, 91]),
         "targets[2].iqr",
