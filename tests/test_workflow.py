@@ -495,3 +495,47 @@ def test_the_cohort_is_matched_with_a_certificate_and_answered_for_another_popul
         'id="populations-comparison"',
     ):
         assert anchor in html, anchor
+
+
+def test_calibration_runs_on_the_population_spec_not_on_a_selected_cohort(tmp_path):
+    """A cohort selected to the enrolled population's baseline table is not where calibration
+    rows (other studies) are simulated: the calibrate stage takes the spec's own first
+    patients; a re-weighted cohort is the spec's sample, so the two agree there."""
+    import cohorts
+    from isct.stages.calibrate import calibration_patients
+
+    population = "cohorts/populations/tavr_severe_as.yaml"
+    spec = cohorts.load_spec(REPO_ROOT / population)
+    store = tmp_path / "cohort.zarr"
+    targets = "cohorts/targets/evolut_low_risk.yaml"
+    base = {
+        "trial": {"name": "calpatients", "seed": 5},
+        "cohort": {"population": population, "n": 200},
+        "model": {"name": "orifice"},
+        "arms": [{"name": "a", "device": {"eoa_cm2": 1.5}}],
+        "endpoints": ["mean_gradient_mmhg"],
+        "uncertainty": {"enabled": False},
+        "sensitivity": {"enabled": False},
+        "credibility": {"plan": None, "comparators": None},
+    }
+    candidates = cohorts.sample(spec, 4000, seed=5)
+    matched = cohorts.match(
+        candidates, cohorts.load_targets(REPO_ROOT / targets), method="select", size=200
+    )
+    matched.write(store)
+    selected = Trial.from_dict(
+        {**base, "cohort": {**base["cohort"], "match": {"targets": targets, "method": "select"}}},
+        workdir=REPO_ROOT,
+    )
+    got = calibration_patients(selected, str(store), 50)
+    own = cohorts.sample(spec, 50, seed=5)
+    np.testing.assert_array_equal(got["age_yr"].values, own["age_yr"].values)
+    cohort_ages = xr.open_zarr(store, consolidated=False)["age_yr"].values[:50]
+    assert not np.array_equal(got["age_yr"].values, cohort_ages)
+    assert "select" in got.attrs["calibration_patients"]
+
+    cohorts.write_cohort(spec, 200, store, seed=5)
+    plain = Trial.from_dict(base, workdir=REPO_ROOT)
+    np.testing.assert_array_equal(
+        calibration_patients(plain, str(store), 50)["age_yr"].values, own["age_yr"].values
+    )

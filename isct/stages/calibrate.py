@@ -3,7 +3,9 @@
 Between cohort and simulate. The trial config declares, under ``calibration.parameters``,
 model settings to fit and their prior range; the comparator file's ``role: calibration`` rows
 are the data. The model runs (through the engine, on Dask, resumable) at a Sobol design of the
-parameters for the first ``calibration.patients`` patients of the trial's own cohort; every
+parameters for the first ``calibration.patients`` patients of the population spec's sample
+(:func:`calibration_patients`: the trial's cohort, unless ``cohort.match`` selected or refitted
+it to the enrolled population, which the calibration studies are not); every
 calibration row's statistic is computed at its time point exactly as validation computes it
 (:func:`credibility.validation.validate`); a PCE emulator and a Bayesian posterior follow
 (:mod:`credibility.calibration`). The stage writes:
@@ -38,7 +40,7 @@ from ..jsonio import write_json
 from ..projection import timepoint_projector
 from ..trial import Trial, thaw
 
-__all__ = ["run_calibrate"]
+__all__ = ["calibration_patients", "run_calibrate"]
 
 log = logging.getLogger("isct.calibrate")
 
@@ -122,6 +124,28 @@ def _needed_outputs(model, rows: pd.DataFrame) -> list[str]:
     return sorted(names)
 
 
+def calibration_patients(trial: Trial, cohort: str, k: int) -> xr.Dataset:
+    """The first ``k`` patients of the population spec's own sample (seed of the trial).
+
+    The calibration rows come from their own studies (registries and trials of all comers),
+    not from the population the trial enrols: a cohort that ``cohort.match`` selected or
+    refitted to a baseline table is therefore not where they are simulated. A re-weighted
+    cohort (method ``weights``) is the spec's sample, so its first ``k`` patients are used;
+    generation is prefix-stable, so both give the same patients.
+    """
+    match = trial["cohort"]["match"]
+    if match is None or match.get("method", "weights") == "weights":
+        return first_patients(cohort, k)
+    import cohorts
+
+    spec = cohorts.load_spec(trial.resolve(trial["cohort"]["population"]))
+    ds = cohorts.sample(spec, k, seed=trial.seed)
+    ds.attrs["calibration_patients"] = "population spec (the cohort was matched by " + (
+        f"{match['method']})"
+    )
+    return ds
+
+
 def run_calibrate(
     trial: Trial,
     *,
@@ -191,7 +215,7 @@ def run_calibrate(
     )
     seed = trial.seed
     X = design(problem, ccfg["design_points"], seed=seed)
-    subset = first_patients(cohort, ccfg["patients"])
+    subset = calibration_patients(trial, cohort, ccfg["patients"])
     arms = thaw(ccfg["arms"]) or trial.arms
     arm_names = [a["name"] for a in arms]
     settings = trial.settings
@@ -270,6 +294,7 @@ def run_calibrate(
             "studies": sorted(set(rows["study"])),
         },
         "patients": int(subset.sizes["patient"]),
+        "patients_from": subset.attrs.get("calibration_patients", "cohort"),
         "design_points": int(len(out["X"])),
         "model_evaluations": int((len(X) + ccfg["refine_points"]) * len(forms) + 1)
         * int(subset.sizes["patient"])
