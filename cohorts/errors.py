@@ -9,11 +9,31 @@ and :class:`InfeasibleTargetsError` (targets no matching can meet).
 
 from __future__ import annotations
 
-__all__ = ["CohortError", "InfeasibleTargetsError", "MatchError"]
+__all__ = ["CohortError", "FileKeyError", "InfeasibleTargetsError", "MatchError"]
 
 
 class CohortError(ValueError):
     """Base class of the cohorts package's errors (bad input, not a bug)."""
+
+
+class FileKeyError(CohortError):
+    """An entry of an input file (a spec, a target table) is invalid: file, key and why.
+
+    Attributes
+    ----------
+    source_file : str
+        The file (or the label given for a dict).
+    key : str
+        Dotted key of the offending entry, e.g. ``"targets[2].proportions"``.
+    detail : str
+        What is wrong and what is allowed.
+    """
+
+    def __init__(self, source_file: str, key: str, detail: str):
+        self.source_file = source_file
+        self.key = key
+        self.detail = detail
+        super().__init__(f"{source_file}: key {key!r}: {detail}")
 
 
 class MatchError(CohortError):

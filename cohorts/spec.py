@@ -22,7 +22,7 @@ import yaml
 
 from ._schema import not_a_mapping, read_yaml, validate_document
 from .distributions import Marginal, MarginalError, make_marginal
-from .errors import CohortError
+from .errors import FileKeyError
 from .expr import Expression, ExpressionError, compile_expression
 
 __all__ = [
@@ -40,22 +40,12 @@ __all__ = [
 ]
 
 
-class CohortSpecError(CohortError):
+class CohortSpecError(FileKeyError):
     """A population spec is invalid (or cannot be sampled as written).
 
-    Attributes
-    ----------
-    source_file : str
-        Spec file (or the label given for a dict).
-    key : str
-        Dotted key of the offending entry, e.g. ``"variables.age_yr.distribution.sd"``.
+    ``source_file``, ``key`` (e.g. ``variables.age_yr.distribution.sd``) and ``detail`` as
+    :class:`cohorts.errors.FileKeyError`.
     """
-
-    def __init__(self, source_file: str, key: str, detail: str):
-        self.source_file = source_file
-        self.key = key
-        self.detail = detail
-        super().__init__(f"{source_file}: key {key!r}: {detail}")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ import yaml
 
 from . import intervals
 from ._schema import not_a_mapping, read_yaml, validate_document
-from .errors import CohortError
+from .errors import FileKeyError
 from .expr import ExpressionError, compile_expression
 
 __all__ = [
@@ -77,22 +77,12 @@ PLUG_IN_INTERVAL = "mean +/- z s/sqrt(n), s the cohort's SD (the source reports 
 ROUNDING_PER_CATEGORY = 0.005
 
 
-class TargetError(CohortError):
+class TargetError(FileKeyError):
     """A target table is invalid, or does not fit the cohort it is checked against.
 
-    Attributes
-    ----------
-    source_file : str
-        Table file (or the label given for a dict).
-    key : str
-        Dotted key of the offending entry, e.g. ``"targets[2].proportions"``.
+    ``source_file``, ``key`` (e.g. ``targets[2].proportions``) and ``detail`` as
+    :class:`cohorts.errors.FileKeyError`.
     """
-
-    def __init__(self, source_file: str, key: str, detail: str):
-        self.source_file = source_file
-        self.key = key
-        self.detail = detail
-        super().__init__(f"{source_file}: key {key!r}: {detail}")
 
 
 @dataclass(frozen=True)
