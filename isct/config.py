@@ -287,6 +287,67 @@ def _check_references(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         yield f"{source}: key 'arms' repeats names {dupes}; arm names must be unique"
+    yield from _check_sizing(config, model, [a["name"] for a in arms], source)
+
+
+def _check_contrast(item: Mapping[str, Any], key: str, model, arm_names, source) -> Iterator[str]:
+    """Endpoint, event definition and contrast of a sizing or planning entry."""
+    if item["endpoint"] not in model.outputs:
+        yield (
+            f"{source}: key '{key}.endpoint' is {item['endpoint']!r}, not an output of model "
+            f"{model.name!r}; allowed: {', '.join(model.outputs)}"
+        )
+    if item.get("category") and item.get("threshold"):
+        yield f"{source}: key '{key}': give 'category' or 'threshold', not both"
+    contrast = item.get("contrast") or arm_names[1:2] + arm_names[:1]
+    unknown = [a for a in contrast if a not in arm_names]
+    if unknown or len(contrast) < 2:
+        yield (
+            f"{source}: key '{key}.contrast' names {unknown or contrast}, which are not two arms "
+            f"of the trial; allowed: {arm_names}"
+        )
+    elif contrast[0] == contrast[1]:
+        yield f"{source}: key '{key}.contrast' compares arm {contrast[0]!r} with itself"
+
+
+def _check_sizing(config: Mapping[str, Any], model, arm_names, source) -> Iterator[str]:
+    sizing = config.get("sizing")
+    if sizing:
+        yield from _check_contrast(sizing, "sizing", model, arm_names, source)
+        n = config["cohort"]["n"]
+        n_max = sizing.get("n_max", n)
+        batch = min(config["simulation"]["batch_size"], n)
+        if n_max != n:
+            yield (
+                f"{source}: key 'sizing.n_max' is {n_max} but 'cohort.n' is {n}: the sized "
+                "trial draws its waves from the cohort, so n_max is the cohort's size; set both "
+                "alike or leave sizing.n_max out"
+            )
+        if sizing["n_min"] > n_max:
+            yield f"{source}: key 'sizing.n_min' ({sizing['n_min']}) exceeds n_max ({n_max})"
+        for key in ("n_min", "wave"):
+            if sizing[key] % batch:
+                yield (
+                    f"{source}: key 'sizing.{key}' is {sizing[key]}, not a multiple of "
+                    f"'simulation.batch_size' ({batch}); a look falls between batches only at "
+                    "a multiple of the batch size"
+                )
+        match = config["cohort"].get("match") or {}
+        if match.get("method", "weights") == "weights" and match:
+            yield (
+                f"{source}: key 'sizing' needs an unweighted cohort, but 'cohort.match.method' "
+                "is 'weights'; allowed with sizing: 'select', 'fit' (or no cohort.match)"
+            )
+    for i, item in enumerate(config.get("planning") or ()):
+        key = f"planning[{i}]"
+        yield from _check_contrast(item, key, model, arm_names, source)
+        if item["hypothesis"] == "non_inferiority" and (
+            item.get("margin") is None or item.get("better") is None
+        ):
+            yield (
+                f"{source}: key '{key}': a non-inferiority design needs 'margin' (> 0) and "
+                "'better' (higher or lower)"
+            )
 
 
 def model_of(

@@ -41,7 +41,7 @@ from models import STATUS, STATUS_FLAG_MEANINGS, Model, get_model, run_batch
 from .errors import ConfigError, SimulationIncompleteError, StoreMismatchError
 from .jsonio import canonical
 
-__all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "simulate"]
+__all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "prefix_store", "simulate"]
 
 log = logging.getLogger("isct.engine")
 
@@ -259,6 +259,7 @@ def simulate(
     progress: bool = True,
     device_inputs: Sequence[str] = (),
     on_mismatch: str = "raise",
+    limit: int | None = None,
 ) -> xr.Dataset:
     """Simulate every patient of a cohort under every arm, on Dask, into a zarr store.
 
@@ -387,13 +388,14 @@ def simulate(
 
     n_batch = math.ceil(n / batch_size)
     done = zarr.open_group(out, mode="r")["batch_done"][:] == 1
-    todo = [(a, b) for a in range(len(arms)) for b in range(n_batch) if not done[a, b]]
+    last = n_batch if limit is None else min(n_batch, math.ceil(max(int(limit), 0) / batch_size))
+    todo = [(a, b) for a in range(len(arms)) for b in range(last) if not done[a, b]]
     cells_done = int(
         sum(min(batch_size, n - b * batch_size) for a, b in zip(*np.nonzero(done), strict=True))
     )
 
     stats = {
-        "batches_total": len(arms) * n_batch,
+        "batches_total": len(arms) * last,
         "batches_skipped": int(done.sum()),
         "batches_run": 0,
     }
@@ -425,6 +427,64 @@ def simulate(
             f"(finished regions are kept in {out}; run again to retry):\n  "
             + "\n  ".join(failures[:10])
         )
+    return xr.open_zarr(out, consolidated=False)
+
+
+def prefix_store(
+    src: str | os.PathLike,
+    cohort: xr.Dataset | str | os.PathLike,
+    model: str | type | Model,
+    out: str | os.PathLike,
+) -> xr.Dataset:
+    """The outcomes store of ``cohort``, the first ``n`` patients of the cohort that ``src``
+    was simulated for, copied from ``src``'s finished regions (nothing is re-simulated).
+
+    The result is the store :func:`simulate` would write for ``cohort`` with the same model,
+    arms, settings and batch size (its identity names ``cohort``), so it resumes, verifies
+    and is read like any other (stores of per-patient device inputs, the UQ/SA runs, are not
+    supported). It is written beside ``out`` and renamed into place.
+
+    Raises
+    ------
+    StoreMismatchError
+        ``cohort``'s patients are not the first patients of ``src``.
+    SimulationIncompleteError
+        A batch of those patients is not finished in ``src``.
+    """
+    src, out = Path(src), Path(out)
+    model_obj = get_model(model)
+    full = xr.open_zarr(src, consolidated=False)
+    ds, cohort_path = _open_cohort(cohort)
+    n = ds.sizes["patient"]
+    patient = ds["patient"].values if "patient" in ds.coords else np.arange(n)
+    if n > full.sizes["patient"] or not np.array_equal(full["patient"].values[:n], patient):
+        raise StoreMismatchError(f"{cohort_path or 'cohort'}: not the first patients of {src}")
+    batch_size = zarr.open_group(src, mode="r")["status"].chunks[1]
+    n_batch = math.ceil(n / batch_size)
+    done = full["batch_done"].values[:, :n_batch] == 1
+    if not done.all():
+        raise SimulationIncompleteError(
+            f"{src}: {int((~done).sum())} batches of the first {n} patients are not finished"
+        )
+    identity = json.loads(full.attrs["isct_identity"])
+    identity["cohort_sha256"] = _cohort_hash(ds, list(model_obj.inputs), cohort_path)
+    sub = full.isel(patient=slice(0, n), batch=slice(0, n_batch))
+    encoding = {}
+    for name in list(sub.variables):
+        var = sub[name]
+        fill = full[name].encoding.get("fill_value")
+        var.encoding = {}
+        if name in sub.data_vars and {"patient", "batch"} & set(var.dims):
+            sizes = {"arm": 1, "patient": batch_size, "batch": 1}
+            chunks = tuple(sizes.get(d, sub.sizes[d]) for d in var.dims)
+            sub[name] = var.chunk(dict(zip(var.dims, chunks, strict=True)))
+            encoding[name] = {"chunks": chunks, "fill_value": fill}
+    sub.attrs = {**full.attrs, "isct_identity": canonical(identity)}
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    sub.to_zarr(partial, mode="w", consolidated=False, encoding=encoding)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
     return xr.open_zarr(out, consolidated=False)
 
 

@@ -14,6 +14,7 @@ from credibility.errors import CredibilityError
 from credibility.plan import Plan, assess
 
 from . import population, sections
+from . import sizing as sizing_sections
 
 __all__ = ["NOT_COMPUTED", "ReportError", "build_context"]
 
@@ -48,6 +49,8 @@ def build_context(
     calibration: Mapping[str, Any] | None = None,
     certificate: Mapping[str, Any] | None = None,
     populations: Mapping[str, Any] | None = None,
+    sizing: Mapping[str, Any] | None = None,
+    planning: pd.DataFrame | None = None,
     conf: float = 0.95,
 ) -> dict[str, Any]:
     """Compute every table and figure of the report; missing pieces become explicit notes.
@@ -107,6 +110,10 @@ def build_context(
     populations : mapping, optional
         The question answered for each population
         (:func:`credibility.populations.population_answers`).
+    sizing : mapping, optional
+        The simulate stage's ``sizing/sizing.json`` of a sequentially sized trial.
+    planning : pandas.DataFrame, optional
+        The real trial's size (:func:`credibility.planning.planning_table`).
     conf : float, default 0.95
         Confidence level of all intervals.
 
@@ -142,6 +149,8 @@ def build_context(
         "verification": sections.verification(verification, plan, page),
         "answer": sections.answer(answer),
         "populations": population.populations(populations),
+        "sizing": sizing_sections.sizing(sizing),
+        "planning": sizing_sections.planning(planning),
         "certificate": population.certificate(**certificate) if certificate else None,
         "calibration": sections.calibration(calibration),
         "validation": sections.validation(validation, plan, page),

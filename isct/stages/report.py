@@ -139,6 +139,20 @@ def reproducibility_evidence(
     }
 
 
+def _planning(trial: Trial, outcomes, cohort) -> pd.DataFrame | None:
+    """The real trial's size for every entry of the config's ``planning``."""
+    items = trial["planning"]
+    if not items or outcomes is None or cohort is None:
+        return None
+    from credibility.planning import planning_table
+
+    from ..sizing import contrast_of
+
+    return planning_table(
+        outcomes, cohort, items, [contrast_of(trial, i) for i in items], seed=trial.seed
+    )
+
+
 def _populations(
     trial: Trial,
     res: Path,
@@ -301,7 +315,9 @@ def run_report(
         verification["gci_table"] = gci_table
     about = {
         **trial["trial"],
-        "n_patients": trial["cohort"]["n"],
+        "n_patients": int(outcomes.sizes["patient"])
+        if outcomes is not None
+        else trial["cohort"]["n"],
         "arms": trial.arm_names,
         "model": f"{model.name} {model.version}",
     }
@@ -324,6 +340,12 @@ def run_report(
         for kind in ("by_arm", "comparison"):
             populations[kind].to_csv(ev_dir / f"populations_{kind}.csv", index=False)
             written[f"populations_{kind}"] = ev_dir / f"populations_{kind}.csv"
+    sizing_file = res / "sizing" / "sizing.json"
+    sizing = json.loads(sizing_file.read_text()) if sizing_file.is_file() else None
+    planning = _planning(trial, outcomes, cohort)
+    if planning is not None:
+        planning.to_csv(ev_dir / "planning.csv", index=False)
+        written["planning"] = ev_dir / "planning.csv"
     calibration_context = None
     if calibration is not None:
         calibration_context = {
@@ -338,6 +360,8 @@ def run_report(
         calibration=calibration_context,
         certificate=certificate_context,
         populations=populations,
+        sizing=sizing,
+        planning=planning,
         trial=about,
         cohort=cohort,
         outcomes=outcomes,

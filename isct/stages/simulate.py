@@ -15,15 +15,43 @@ from ..trial import Trial
 __all__ = ["run_simulate"]
 
 
-def run_simulate(trial: Trial, *, cohort: str, store: str, summary: str) -> xr.Dataset:
+def run_simulate(
+    trial: Trial,
+    *,
+    cohort: str,
+    store: str,
+    summary: str,
+    sized_cohort: str | None = None,
+    sizing: str | None = None,
+) -> xr.Dataset:
     """Run every patient × arm through the model on Dask into ``store``.
 
     An interrupted run resumes its store. A store made from another config (Snakemake reruns
     this stage because the cohort, model, arms or settings changed) is started over.
     ``summary`` gets the status counts per arm and the engine's record of the run.
+
+    A sized trial (config ``sizing``): ``cohort`` is the pool of ``n_max`` patients; waves of
+    it run until the target is met (:mod:`isct.sizing`, record in ``sizing``), and the first
+    ``n_stop`` patients become the trial's cohort (``sized_cohort``) and outcomes (``store``).
     """
+    outputs = {"outcomes": store, "summary": summary}
+    if trial["sizing"]:
+        if sized_cohort is None or sizing is None:
+            raise ValueError("a sized trial needs sized_cohort and sizing paths")
+        from ..sizing import run_sized
+
+        waves = str(Path(sizing).parent / "waves.zarr")
+        run_sized(
+            trial,
+            pool=cohort,
+            waves=waves,
+            cohort_out=sized_cohort,
+            outcomes_out=store,
+            summary=sizing,
+        )
+        outputs.update(cohort=sized_cohort, sizing=sizing)
     ds = simulate(
-        cohort,
+        sized_cohort if trial["sizing"] else cohort,
         trial.model,
         trial.arms,
         store,
@@ -59,6 +87,6 @@ def run_simulate(trial: Trial, *, cohort: str, store: str, summary: str) -> xr.D
         Path(store).parent,
         "simulate",
         inputs={"cohort": cohort},
-        outputs={"outcomes": store, "summary": summary},
+        outputs=outputs,
     )
     return ds

@@ -3,7 +3,7 @@
 rule calibrate:
     input:
         credibility_inputs,
-        cohort=f"{RESULTS}/cohort.zarr",
+        cohort=COHORT_SAMPLE,
     output:
         summary=report(
             f"{RESULTS}/calibration/calibration.json",

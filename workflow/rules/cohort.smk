@@ -3,7 +3,7 @@ rule cohort:
         population_spec,
         target_tables,
     output:
-        store=directory(f"{RESULTS}/cohort.zarr"),
+        store=directory(COHORT_SAMPLE),
         check=report(
             f"{RESULTS}/cohort_check.csv",
             caption="../report/cohort.rst",

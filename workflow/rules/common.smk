@@ -7,6 +7,18 @@ from isct.resources import default_config
 TRIAL = config["trial"]["name"]
 RESULTS = f"results/{TRIAL}"
 REPORTS = f"reports/{TRIAL}"
+# A sized trial (config sizing) samples a pool of n_max patients; the simulate stage runs
+# waves of it and writes the trial's cohort (its first n_stop patients) beside the outcomes.
+SIZED = bool(config.get("sizing"))
+COHORT_SAMPLE = f"{RESULTS}/cohort_pool.zarr" if SIZED else f"{RESULTS}/cohort.zarr"
+SIZED_OUTPUTS = (
+    {
+        "cohort": directory(f"{RESULTS}/cohort.zarr"),
+        "sizing": f"{RESULTS}/sizing/sizing.json",
+    }
+    if SIZED
+    else {}
+)
 
 
 def report_html():

@@ -4,10 +4,11 @@
 rule simulate:
     input:
         calibration=f"{RESULTS}/calibration/calibration.json",
-        cohort=f"{RESULTS}/cohort.zarr",
+        cohort=COHORT_SAMPLE,
     output:
         summary=f"{RESULTS}/simulate.json",
         provenance=stage_record("simulate"),
+        **SIZED_OUTPUTS,
     log:
         f"{RESULTS}/logs/simulate.log",
     benchmark:

@@ -10,4 +10,6 @@ if __name__ == "__main__":
         cohort=snakemake.input.cohort,  # noqa: F821
         store=snakemake.params.store,  # noqa: F821
         summary=snakemake.output.summary,  # noqa: F821
+        sized_cohort=snakemake.output.get("cohort"),  # noqa: F821
+        sizing=snakemake.output.get("sizing"),  # noqa: F821
     )
