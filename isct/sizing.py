@@ -167,7 +167,7 @@ def run_sized(
                 stop = {
                     "reason": "target",
                     "text": (
-                        f"half-width {look['half_width']:.4g} <= target {target:g} at look "
+                        f"half-width {look['half_width']:.4g} ≤ target {target:g} at look "
                         f"{len(records)} ({n_k} patients, {look['pairs']} pairs counted)"
                     ),
                 }
