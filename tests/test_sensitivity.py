@@ -415,3 +415,21 @@ def test_shapley_design_of_n_is_a_prefix_of_2n(permutations):
     )
     assert rows == [len(small), len(small), 2 * len(small)]  # only new rows are evaluated
     assert ds.attrs["permutations"] == permutations
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_vectorised_pawn_equals_salib_on_every_input_and_slice(ties):
+    """Known answer: the all-slices-at-once KS distances give SALib's PAWN median and
+    maximum to rounding, ties in the inputs and the output included."""
+    from SALib.analyze import pawn as salib_pawn
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(997, 4))
+    y = X[:, 0] ** 2 + 0.3 * X[:, 1] + rng.normal(size=997)
+    if ties:
+        X[:, 0], y = np.round(X[:, 0]), np.round(y, 1)
+    problem = {"num_vars": 4, "names": list("abcd"), "bounds": [[0, 1]] * 4}
+    reference = salib_pawn.analyze(problem, X, y, S=10)
+    ours = pawn.ks_slices(X, y, 10)
+    np.testing.assert_allclose(ours[0], reference["median"], atol=1e-12)
+    np.testing.assert_allclose(ours[1], reference["maximum"], atol=1e-12)

@@ -23,14 +23,12 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from SALib.analyze import pawn as _salib_analyze
 
 from credibility._problem import Problem
 from credibility.sensitivity._common import (
     apply_columns,
     as_outputs,
     names_of,
-    salib_problem,
     z_value,
 )
 from credibility.sensitivity._given import given_data_sample, given_inputs
@@ -38,6 +36,33 @@ from credibility.sensitivity._given import given_data_sample, given_inputs
 __all__ = ["analyze", "sample"]
 
 CITATION = "Pianosi & Wagener 2018, doi:10.1016/j.envsoft.2018.07.019"
+
+
+def ks_slices(X: np.ndarray, y: np.ndarray, S: int) -> np.ndarray:
+    """Median and maximum over ``S`` slices of each input of the KS distance between the
+    output's distribution in the slice and overall: SALib's PAWN estimator (slices
+    ``[q_s, q_(s+1))`` of the input's quantiles, ``scipy.stats.ks_2samp`` statistic) for
+    every input and slice at once, by cumulative counts over the sorted output.
+
+    Returns an array ``(2, d)``: median and maximum. Equal to SALib's to rounding
+    (``tests/test_sensitivity.py``); about 20 times faster.
+    """
+    n, d = X.shape
+    order = np.argsort(y, kind="stable")
+    ys = y[order]
+    last = np.searchsorted(ys, ys, side="right") - 1  # the last position of each value's ties
+    overall = (last + 1) / n
+    step = 1 / S
+    seq = np.arange(0, 1 + step, step)[: S + 1]
+    q = np.nanquantile(X, seq, axis=0)  # (S + 1, d)
+    Xs = X[order]  # inputs in the output's order
+    member = (Xs[None, :, :] >= q[:-1, None, :]) & (Xs[None, :, :] < q[1:, None, :])  # (S, n, d)
+    counts = member.sum(axis=1)  # (S, d)
+    cum = np.cumsum(member, axis=1, dtype=np.int32)[:, last, :]  # (S, n, d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ks = np.abs(cum / counts[:, None, :] - overall[None, :, None]).max(axis=1)
+    ks[counts == 0] = np.nan
+    return np.stack([np.nanmedian(ks, axis=0), np.nanmax(ks, axis=0)])
 
 
 def sample(problem: Problem, n: int, *, seed: int | None) -> np.ndarray:
@@ -75,13 +100,11 @@ def analyze(
     """
     X = given_inputs(problem, X, "pawn")
     names = names_of(problem)
-    sp = salib_problem(problem)
     outputs = as_outputs(Y, len(X), dims)
     z = z_value(conf_level)
 
     def stats(Xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        r = _salib_analyze.analyze(sp, Xs, ys, S=S)
-        return np.stack([np.asarray(r["median"]), np.asarray(r["maximum"])])
+        return ks_slices(Xs, ys, S)
 
     def column(y: np.ndarray) -> dict[str, np.ndarray]:
         ok = np.isfinite(y)
