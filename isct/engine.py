@@ -482,7 +482,10 @@ def prefix_store(
     sub.attrs = {**full.attrs, "isct_identity": canonical(identity)}
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    sub.to_zarr(partial, mode="w", consolidated=False, encoding=encoding)
+    import dask
+
+    with dask.config.set(scheduler="threads"):  # a local copy, not work for a cluster
+        sub.to_zarr(partial, mode="w", consolidated=False, encoding=encoding)
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return xr.open_zarr(out, consolidated=False)

@@ -81,8 +81,12 @@ def _look(d: np.ndarray, kind: str, alpha: float, t_opt: float, start: int) -> d
     }
 
 
+def _prefix(ds: xr.Dataset, names: list[str], n: int) -> xr.Dataset:
+    return ds[names].isel(patient=slice(0, n)).load() if names else xr.Dataset()
+
+
 def _write_prefix_cohort(pool: str, out: str, n: int) -> xr.Dataset:
-    ds = xr.open_zarr(pool, consolidated=False).isel(patient=slice(0, n)).load()
+    ds = xr.open_zarr(pool, consolidated=False, chunks=None).isel(patient=slice(0, n)).load()
     ds = clean_attrs(ds)
     ds.attrs["sized_from"] = f"the first {n} patients of {Path(pool).name}"
     partial = Path(str(out) + ".partial")
@@ -117,7 +121,13 @@ def run_sized(
     n_max = int(cfg.get("n_max") or trial["cohort"]["n"])
     plan = looks(int(cfg["n_min"]), int(cfg["wave"]), n_max)
     target = float(cfg["half_width"])
-    cohort_all = xr.open_zarr(pool, consolidated=False)
+    # only the variables the sequence needs, read without Dask (a prefix of a few columns)
+    from credibility.comparators import where_variables
+
+    cohort_all = xr.open_zarr(pool, consolidated=False, chunks=None)
+    named = where_variables(cfg["where"]) if cfg.get("where") else set()
+    cohort_vars = sorted(v for v in named if v in cohort_all.data_vars)
+    outcome_vars = sorted({cfg["endpoint"], "status", *(named - set(cohort_vars))})
     batch = trial["simulation"]["batch_size"]
     records: list[dict[str, Any]] = []
     t_opt = cfg.get("t_opt")
@@ -125,7 +135,7 @@ def run_sized(
     first = True
     with client_from_env() if client is None else contextlib.nullcontext(client) as active:
         for n_k in plan:
-            outs = simulate(
+            simulate(
                 pool,
                 trial.model,
                 trial.arms,
@@ -139,13 +149,12 @@ def run_sized(
                 progress=False,
             )
             first = False
-            head = outs.isel(patient=slice(0, n_k)).load()
-            cohort = cohort_all.isel(patient=slice(0, n_k)).load()
+            head = _prefix(xr.open_zarr(waves, consolidated=False, chunks=None), outcome_vars, n_k)
+            cohort = _prefix(cohort_all, cohort_vars, n_k)
             b, a, d, kind = paired_differences(head, cohort, cfg, contrast)
             scale = 100.0 if kind == "proportion" else 1.0
-            if t_opt is None:  # fixed at the first look: the same on every run
-                share = d.size / n_k if n_k else 1.0
-                t_opt = max(2.0, share * math.sqrt(cfg["n_min"] * n_max))
+            if t_opt is None:  # fixed at the first look (the burn-in): the same on every run
+                t_opt = _planned_pairs(d, scale, target, alpha)
             start = max(2, round(d.size)) if not records else records[0]["pairs"]
             look = _look(d, kind, alpha, float(t_opt), start)
             look["n"] = int(n_k)
@@ -222,6 +231,11 @@ def run_sized(
         "wave": int(cfg["wave"]),
         "n_max": n_max,
         "t_opt": float(t_opt),
+        "t_opt_basis": (
+            "sizing.t_opt"
+            if cfg.get("t_opt")
+            else "pairs a fixed-n interval with the first look's SD would need for the target"
+        ),
         "method": records[-1].get("method"),
         "looks": records,
         "stop": stop,
@@ -234,6 +248,17 @@ def run_sized(
     }
     write_json(summary, result)
     return result
+
+
+def _planned_pairs(d: np.ndarray, scale: float, target: float, alpha: float) -> float:
+    """Pairs at which a mean's sequence is made tightest: where a fixed-n interval with the
+    burn-in's SD would reach the target (at least the burn-in itself)."""
+    from scipy import stats
+
+    if d.size < 2 or not np.std(d) > 0:
+        return max(2.0, float(d.size))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return max(float(d.size), (z * scale * float(np.std(d, ddof=1)) / target) ** 2)
 
 
 def _patients(pairs: int, share: float) -> int:
