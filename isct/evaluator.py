@@ -73,7 +73,7 @@ class EngineEvaluator:
         runs_dir: str | Path,
         *,
         settings: Mapping[str, Any] | None = None,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         client: Any = None,
     ) -> None:
         clash = sorted(set(parameters) & set(map(str, cohort.data_vars)))
@@ -124,6 +124,7 @@ class EngineEvaluator:
         n_rows, k, n_arms = len(X), self.cohort.sizes["patient"], len(self.arms)
         self.evaluations += n_rows * k * n_arms
         out = {}
+        ds = xr.open_zarr(store, consolidated=False, chunks=None)  # numpy reads, no Dask graph
         for name in self.outputs:
             values = ds[name].values  # (arm, row x patient[, extra dims])
             values = values.reshape(n_arms, n_rows, k, *values.shape[2:])

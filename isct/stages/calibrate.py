@@ -239,7 +239,7 @@ def run_calibrate(
                 needed,
                 runs_dir / name,
                 settings={**settings, **overlay},
-                batch_size=trial["simulation"]["batch_size"],
+                batch_size=trial["simulation"]["design_batch_size"],
                 client=client,
             )
 

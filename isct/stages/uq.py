@@ -37,7 +37,7 @@ def evaluator_for(
         outputs,
         runs,
         settings=trial.settings,
-        batch_size=trial["simulation"]["batch_size"],
+        batch_size=trial["simulation"]["design_batch_size"],
         client=client,
     )
 
