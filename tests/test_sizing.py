@@ -159,7 +159,11 @@ def test_a_sized_trial_runs_end_to_end_and_reports_its_stop(tmp_path):
     assert xr.open_zarr(results / "cohort.zarr", consolidated=False).sizes["patient"] == n
     assert xr.open_zarr(results / "outcomes.zarr", consolidated=False).sizes["patient"] == n
     html = (tmp_path / "reports" / name / "credibility_report.html").read_text()
-    assert 'id="sizing-summary"' in html and 'id="planning"' in html
+    assert (
+        'id="sizing-summary"' in html
+        and 'id="trial-planning"' in html
+        and 'id="planning-table"' in html
+    )
     assert sizing["stop"]["text"].split(" at look")[0] in html
     planning = (results / "evidence" / "planning.csv").read_text()
     assert "non-inferiority" in planning and "superiority" in planning

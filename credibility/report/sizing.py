@@ -82,4 +82,4 @@ def planning(rows: pd.DataFrame | None) -> dict[str, Any] | None:
     """§1 The real trial's size from the virtual result, with its uncertainty."""
     if rows is None or rows.empty:
         return None
-    return {"table": table(rows, table_id="planning")}
+    return {"table": table(rows, table_id="planning-table")}
