@@ -158,7 +158,7 @@ def main() -> None:
     if stop:
         print(f"sized trial: {stop['text']}")
     print(
-        f"kernel speed (engine on the trial's cohort, cluster up): {speed:.0f} "
+        f"kernel speed (the model itself on the trial's cohort, {args.cores} processes): {speed:.0f} "
         "patient-simulations/s"
     )
     print(f"{'stage':<12} {'simulations':>12} {'model s':>8} {'stage s':>8} {'ratio':>6}")

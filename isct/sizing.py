@@ -246,8 +246,30 @@ def run_sized(
         "patients": int(cohort_ds.sizes["patient"]),
         "source": cfg.get("source"),
     }
+    result["certificate"] = _certificate(trial, cohort_ds)
     write_json(summary, result)
     return result
+
+
+def _certificate(trial: Trial, cohort: xr.Dataset) -> dict[str, Any] | None:
+    """The enrolled population's certificate of the sized cohort (the first ``n_stop``
+    patients; ``certificate/`` holds the pool's)."""
+    match = trial["cohort"]["match"]
+    if not match:
+        return None
+    import cohorts
+
+    table = cohorts.load_targets(trial.resolve(match["targets"]))
+    cert = cohorts.certificate(cohort, table, method=match.get("method"))
+    keep = ["label", "target", "ci_low", "ci_high", "achieved", "smd", "passed"]
+    return {
+        "table": table.name,
+        "n_patients": int(cohort.sizes["patient"]),
+        "all_passed": bool(cert["passed"].all()),
+        "n_passed": int(cert["passed"].sum()),
+        "n_targets": len(cert),
+        "rows": cert[keep].to_dict(orient="records"),
+    }
 
 
 def _planned_pairs(d: np.ndarray, scale: float, target: float, alpha: float) -> float:

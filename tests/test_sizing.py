@@ -158,6 +158,8 @@ def test_a_sized_trial_runs_end_to_end_and_reports_its_stop(tmp_path):
     n = sizing["stop"]["n"]
     assert xr.open_zarr(results / "cohort.zarr", consolidated=False).sizes["patient"] == n
     assert xr.open_zarr(results / "outcomes.zarr", consolidated=False).sizes["patient"] == n
+    # the enrolled population's certificate, of the patients kept
+    assert sizing["certificate"]["n_patients"] == n and sizing["certificate"]["n_targets"] == 2
     html = (tmp_path / "reports" / name / "credibility_report.html").read_text()
     assert (
         'id="sizing-summary"' in html

@@ -69,6 +69,12 @@ def sizing(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
             f"(within-patient correlation {crn.get('correlation', float('nan')):.3f})"
         ),
     }
+    cert = summary.get("certificate")
+    if cert:
+        facts["baseline table, sized cohort"] = (
+            f"{cert['n_passed']} of {cert['n_targets']} figures of {cert['table']} within their "
+            f"intervals in the {cert['n_patients']} patients kept (section 8: the pool's)"
+        )
     looks = pd.DataFrame(summary["looks"]).drop(columns=["method"], errors="ignore")
     return {
         "facts": kv_table(facts, table_id="sizing-summary"),
