@@ -64,11 +64,19 @@ def contrast_of(trial: Trial, item: Mapping[str, Any]) -> tuple[str, str]:
 def _look(d: np.ndarray, kind: str, alpha: float, t_opt: float, start: int) -> dict[str, float]:
     from credibility.sequential import confidence_sequence, naive_ci
 
+    m = d.size
+    if m == 0:  # nobody counted yet (e.g. no patient of the subgroup among the first n)
+        return {
+            "pairs": 0,
+            "estimate": math.nan,
+            "low": -math.inf,
+            "high": math.inf,
+            "half_width": math.inf,
+            "naive_low": -math.inf,
+            "naive_high": math.inf,
+        }
     cs = confidence_sequence(d, kind, alpha, t_opt=t_opt, start=start)
     naive = naive_ci(d, alpha)
-    m = d.size
-    if m == 0:
-        return {"pairs": 0, "estimate": math.nan, "low": -math.inf, "high": math.inf}
     return {
         "pairs": int(m),
         "estimate": float(cs.estimate[-1]),

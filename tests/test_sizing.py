@@ -105,6 +105,13 @@ def test_a_target_never_met_stops_at_n_max_and_says_so(tmp_path, monkeypatch):
     assert result["saved_vs_n_max"] == 0
 
 
+@pytest.mark.slow
+def test_a_subgroup_nobody_is_in_runs_to_n_max_and_says_so(tmp_path, monkeypatch):
+    result = _sized(_trial(where="annulus_area_mm2<0"), tmp_path / "empty", 2, monkeypatch)
+    assert result["stop"]["reason"] == "n_max" and result["stop"]["pairs"] == 0
+    assert all(look["pairs"] == 0 for look in result["looks"])
+
+
 BAD = {
     "wave not a multiple of the batch": (
         {"wave": 10},

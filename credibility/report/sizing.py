@@ -59,8 +59,11 @@ def sizing(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "stopped": stop["text"],
         "fixed design sized up front": f"{fixed['up_front_patients']:,} patients "
         f"({fixed['up_front_basis']}); saved: {summary['saved_vs_up_front']:,}",
-        "fixed design knowing the SD": f"{fixed['oracle_patients']} patients "
-        f"({fixed['oracle_basis']})",
+        "fixed design knowing the SD": (
+            f"{fixed['oracle_patients']} patients ({fixed['oracle_basis']})"
+            if fixed.get("oracle_patients")
+            else "not estimable (no spread in the patients counted)"
+        ),
         "budget n_max": f"{summary['n_max']:,} patients; saved: {summary['saved_vs_n_max']:,}",
         "common random numbers": (
             f"Var(a) + Var(b) = {crn.get('var_a', float('nan')) + crn.get('var_b', float('nan')):.4g}"

@@ -6,9 +6,9 @@ rule simulate:
         calibration=f"{RESULTS}/calibration/calibration.json",
         cohort=COHORT_SAMPLE,
     output:
+        **SIZED_OUTPUTS,
         summary=f"{RESULTS}/simulate.json",
         provenance=stage_record("simulate"),
-        **SIZED_OUTPUTS,
     log:
         f"{RESULTS}/logs/simulate.log",
     benchmark:
