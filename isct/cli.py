@@ -8,13 +8,14 @@ cohort, inspect, verify.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS
+from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, local_cluster
 from .errors import ConfigError, IsctError
 from .locks import clear_stale_locks, run_recorded
 from .resources import default_config, snakefile, workflow_dir
@@ -82,7 +83,41 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
     ]
     workdir.mkdir(parents=True, exist_ok=True)
     _clear_stale_locks(workdir, args)
-    return run_recorded(cmd, workdir=workdir, env=env)
+    with _shared_cluster(args, env) as env:
+        return run_recorded(cmd, workdir=workdir, env=env)
+
+
+#: Snakemake arguments that run no job: no cluster is started for them.
+_NO_JOBS = ("--unlock", "-n", "--dry-run", "--dryrun", "--lint", "--list", "-l", "--summary")
+
+
+@contextlib.contextmanager
+def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
+    """One embedded LocalCluster for every stage of this run.
+
+    Each stage of the workflow is its own process; without a cluster to connect to, each
+    would start a LocalCluster and warm its workers up (imports, compiled model code) again.
+    Unless the command line or the environment names a scheduler or a cluster profile, or
+    Snakemake is asked to run no job, ``isct run`` starts one cluster of ``--workers`` (or
+    ``--cores``) single-threaded worker processes and hands its address to every stage
+    (``ISCT_SCHEDULER``). It closes when the run ends; a run killed hard takes it along
+    (the workers are its child processes).
+    """
+    if (
+        args.dry_run
+        or env.get(ENV_SCHEDULER)
+        or env.get(ENV_PROFILE)
+        or any(a in _NO_JOBS for a in args.snakemake_args)
+    ):
+        yield env
+        return
+    # the workers (and any worker the nanny restarts) work in the run directory, as the
+    # stages do
+    with (
+        contextlib.chdir(Path(args.directory).resolve()),
+        local_cluster(int(env.get(ENV_WORKERS) or args.cores)) as cluster,
+    ):
+        yield {**env, ENV_SCHEDULER: cluster.scheduler_address}
 
 
 def _clear_stale_locks(workdir: Path, args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "ENV_PROFILE",
     "ENV_SCHEDULER",
     "ENV_WORKERS",
+    "local_cluster",
     "client_from_env",
     "jobqueue_cluster",
     "open_client",
@@ -40,7 +41,9 @@ _SINGLE_THREAD_ENV = {
 }
 
 
-def _local_cluster(n_workers: int | None):
+def local_cluster(n_workers: int | None):
+    """An embedded LocalCluster of ``n_workers`` single-threaded worker processes (default:
+    one per core)."""
     from distributed import LocalCluster
 
     n = n_workers or max(1, os.cpu_count() or 1)
@@ -105,7 +108,7 @@ def _cluster_from_profile(profile: Path) -> tuple[Any, str | None]:
     spec = _read_profile(profile)
     kind = spec["kind"]
     if kind == "local":
-        return _local_cluster(spec.get("n_workers")), None
+        return local_cluster(spec.get("n_workers")), None
     if kind == "address":
         if "address" not in spec:
             raise ConfigError(f"{profile}: kind 'address' needs key 'address' (tcp://host:port)")
@@ -140,7 +143,7 @@ def open_client(
     if address is None and profile is not None:
         cluster, address = _cluster_from_profile(Path(profile))
     if address is None and cluster is None:
-        cluster = _local_cluster(n_workers)
+        cluster = local_cluster(n_workers)
     client = Client(address) if address is not None else Client(cluster)
     try:
         yield client

@@ -514,18 +514,25 @@ def _dispatch(
 
     if progress and getattr(client, "dashboard_link", None):
         print(f"isct: Dask dashboard {client.dashboard_link}", file=sys.stderr)
-    runs_dir = str(plan.out.parent / "runs")
+    # workers resolve paths in their own working directory, which need not be this one (a
+    # shared or remote cluster): hand them absolute paths
+    out = str(plan.out.resolve())
+    runs_dir = str(plan.out.resolve().parent / "runs")
     nonce = uuid.uuid4().hex[:8]
     futures = {}
     columns = [*plan.names, *plan.device_inputs, "patient"]
     for a, b in todo:
         start, stop = b * plan.batch_size, min(plan.n, (b + 1) * plan.batch_size)
         # a store is read by the workers; an in-memory cohort ships each task its own slice
-        source = plan.cohort_path or {k: np.asarray(plan.ds[k].data[start:stop]) for k in columns}
+        source = (
+            os.path.abspath(plan.cohort_path)
+            if plan.cohort_path
+            else {k: np.asarray(plan.ds[k].data[start:stop]) for k in columns}
+        )
         arm_settings = {**plan.settings, "arm": plan.arms[a]["name"], "runs_dir": runs_dir}
         fut = client.submit(
             _run_region,
-            str(plan.out),
+            out,
             source,
             plan.names,
             plan.device_inputs,

@@ -539,3 +539,13 @@ def test_calibration_runs_on_the_population_spec_not_on_a_selected_cohort(tmp_pa
     np.testing.assert_array_equal(
         calibration_patients(plain, str(store), 50)["age_yr"].values, own["age_yr"].values
     )
+
+
+def test_isct_run_shares_one_cluster_among_its_stages(tiny_run):
+    """The stages of one `isct run` connect to the cluster it started: none starts its own
+    scheduler (each would show one in its log)."""
+    logs = tiny_run / "results" / "ci_tiny" / "logs"
+    for stage in ("calibrate", "simulate", "uq", "sensitivity"):
+        text = (logs / f"{stage}.log").read_text()
+        assert "Scheduler at:" not in text, stage
+    assert "isct.evaluator" in (logs / "calibrate.log").read_text()  # the stage did run
