@@ -38,7 +38,8 @@ def sequence_figure(summary: Mapping[str, Any]):
     )  # fmt: skip
     ax.axvline(summary["stop"]["n"], color="tab:red", lw=1, label="stop")
     ax.set_xlabel("patients simulated")
-    ax.set_ylabel(f"{' − '.join(summary['contrast'])} ({summary['unit']})")
+    ax.set_ylabel(f"paired difference ({summary['unit']})")
+    ax.set_title(f"{summary['endpoint']}: {' − '.join(summary['contrast'])}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return fig
 
