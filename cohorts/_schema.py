@@ -7,14 +7,15 @@ message names the file, the key and what is allowed, never the document's whole 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-__all__ = ["not_a_mapping", "read_yaml", "validate_document"]
+__all__ = ["load_document", "not_a_mapping", "read_yaml", "validate_document"]
 
 ErrorFactory = Callable[[str, str, str], Exception]
 
@@ -117,3 +118,30 @@ def validate_document(raw: Any, schema: dict, label: str, error: ErrorFactory) -
         expected = err.validator_value
         detail = f"{_short(err.instance)} is not of type {expected!r}"
     raise error(label, _key(err.absolute_path), detail)
+
+
+def load_document(
+    source: str | Path | Mapping[str, Any],
+    source_file: str | None,
+    schema: dict,
+    error: ErrorFactory,
+    what: str,
+    keys: str,
+) -> tuple[dict, str]:
+    """A YAML file or a mapping, checked to be a mapping that meets ``schema``.
+
+    Returns a plain, independent copy of the document and its label in messages
+    (``source_file``, else the path, else ``"<dict>"``); every problem raises
+    ``error(label, key, detail)``. ``what`` names the document ("a target table") and
+    ``keys`` its expected top-level keys, for the messages.
+    """
+    if isinstance(source, Mapping):
+        label = source_file or "<dict>"
+        raw = json.loads(json.dumps(source))
+    else:
+        label = source_file or str(source)
+        raw = read_yaml(source, label, error, what)
+    if not isinstance(raw, Mapping):
+        raise error(label, "<document>", not_a_mapping(raw, what, keys))
+    validate_document(raw, schema, label, error)
+    return raw, label

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ._schema import not_a_mapping, read_yaml, validate_document
+from ._schema import load_document
 from .distributions import Marginal, MarginalError, make_marginal
 from .errors import FileKeyError
 from .expr import Expression, ExpressionError, compile_expression
@@ -287,17 +287,9 @@ def load_spec(
     """
     if isinstance(path, PopulationSpec):
         return path
-    if isinstance(path, Mapping):
-        label = source_file or "<dict>"
-        raw = json.loads(json.dumps(path))  # plain, independent copy
-    else:
-        label = source_file or str(path)
-        raw = read_yaml(path, label, CohortSpecError, "a population spec")
-    if not isinstance(raw, Mapping):
-        raise CohortSpecError(
-            label, "<document>", not_a_mapping(raw, "a population spec", "name, variables, ...")
-        )
-    validate_document(raw, schema(), label, CohortSpecError)
+    raw, label = load_document(
+        path, source_file, schema(), CohortSpecError, "a population spec", "name, variables, ..."
+    )
     return _build(raw, label)
 
 

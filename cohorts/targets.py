@@ -48,7 +48,7 @@ import xarray as xr
 import yaml
 
 from . import intervals
-from ._schema import not_a_mapping, read_yaml, validate_document
+from ._schema import load_document
 from .errors import FileKeyError
 from .expr import ExpressionError, compile_expression
 
@@ -283,17 +283,14 @@ def load_targets(
     """
     if isinstance(path, TargetTable):
         return path
-    if isinstance(path, Mapping):
-        label = source_file or "<dict>"
-        raw = json.loads(json.dumps(path))
-    else:
-        label = source_file or str(path)
-        raw = read_yaml(path, label, TargetError, "a target table")
-    if not isinstance(raw, Mapping):
-        raise TargetError(
-            label, "<document>", not_a_mapping(raw, "a target table", "name, citation, n, targets")
-        )
-    validate_document(raw, targets_schema(), label, TargetError)
+    raw, label = load_document(
+        path,
+        source_file,
+        targets_schema(),
+        TargetError,
+        "a target table",
+        "name, citation, n, targets",
+    )
     conf = float(raw.get("confidence", 0.95))
     stats: list[TargetStatistic] = []
     for i, row in enumerate(raw["targets"]):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .comparators import event_of, select
+from .comparators import event_values, select
 from .statistics import mean_ci, patient_weights, proportion_ci
 
 __all__ = ["answer_tables", "plot_answer"]
@@ -80,10 +80,8 @@ def answer_tables(
         x = np.asarray(outcomes[name].transpose("arm", "patient").values, dtype=float)
         items.append((name, "mean", x, outcomes[name].attrs.get("units", "")))
     for prop in question.get("proportions", []):
-        x = np.asarray(outcomes[prop["quantity"]].transpose("arm", "patient").values, dtype=float)
-        valid = np.isfinite(x) & (x >= 0 if prop.get("category") else True)
-        event = np.where(valid, np.asarray(event_of(prop)(x), dtype=float), np.nan)
-        items.append((prop["label"], "proportion", event, "%"))
+        x = outcomes[prop["quantity"]].transpose("arm", "patient").values
+        items.append((prop["label"], "proportion", event_values(prop, x), "%"))
     rows, pairs = [], []
     for label, kind, x, unit in items:
         scale = 100.0 if kind == "proportion" else 1.0

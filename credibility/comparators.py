@@ -43,6 +43,7 @@ __all__ = [
     "STATISTICS",
     "ComparatorError",
     "event_of",
+    "event_values",
     "load_comparators",
     "load_populations",
     "parse_where",
@@ -205,6 +206,14 @@ def event_of(row: Mapping[str, Any]):
         return lambda x: op(x, value)
     codes = [float(c) for c in str(row["category"]).split("|")]
     return lambda x: np.isin(x, codes)
+
+
+def event_values(row: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
+    """The event indicator (1.0 / 0.0) of a proportion row for each value, NaN where the value
+    is missing (non-finite, or a negative class code: a class output's fill value)."""
+    x = np.asarray(x, dtype=float)
+    valid = np.isfinite(x) & (x >= 0 if row.get("category") else True)
+    return np.where(valid, np.asarray(event_of(row)(x), dtype=float), np.nan)
 
 
 def _fail(path: Path, line: int, rid: str, message: str) -> ComparatorError:

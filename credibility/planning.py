@@ -27,12 +27,21 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from .comparators import event_of, select
+from .comparators import event_values, select
 
-__all__ = ["paired_differences", "planning_table", "real_trial_size"]
+__all__ = ["contrast_of", "paired_differences", "planning_table", "real_trial_size"]
 
 #: Patients per arm reported as "not reachable" above this.
 CAP = 10**7
+
+
+def contrast_of(item: Mapping[str, Any], arm_names: Sequence[str]) -> tuple[str, str]:
+    """``(arm_b, arm_a)`` of a sizing or planning entry: its ``contrast``, else the second
+    arm against the first."""
+    contrast = item.get("contrast")
+    if contrast:
+        return str(contrast[0]), str(contrast[1])
+    return str(arm_names[1]), str(arm_names[0])
 
 
 def paired_differences(
@@ -46,11 +55,11 @@ def paired_differences(
     """
     name = item["endpoint"]
     x = outcomes[name].sel(arm=list(contrast)).transpose("arm", "patient").values.astype(float)
-    ok = (outcomes["status"].sel(arm=list(contrast)).values == 0).all(axis=0)
-    ok &= np.isfinite(x).all(axis=0)
     kind = "proportion" if item.get("category") or item.get("threshold") else "mean"
     if kind == "proportion":
-        x = np.where(np.isfinite(x), np.asarray(event_of(item)(x), dtype=float), np.nan)
+        x = event_values(item, x)
+    ok = (outcomes["status"].sel(arm=list(contrast)).values == 0).all(axis=0)
+    ok &= np.isfinite(x).all(axis=0)
     if item.get("where"):
         n = outcomes.sizes["patient"]
         variables = {
@@ -105,7 +114,7 @@ def real_trial_size(
             gap = effect + margin if better == "higher" else margin - effect
         with np.errstate(divide="ignore", invalid="ignore"):
             n = np.where(gap > 0, np.ceil(z * var / gap**2), np.inf)
-        return np.minimum(n, np.inf), effect
+        return n, effect
 
     n_point, effect = size(b[None, :], a[None, :])
     rng = np.random.default_rng(seed)
@@ -135,13 +144,14 @@ def planning_table(
     outcomes: xr.Dataset,
     cohort: xr.Dataset,
     items: Sequence[Mapping[str, Any]],
-    contrasts: Sequence[tuple[str, str]],
     *,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per planning entry (config ``planning``) with :func:`real_trial_size`."""
+    arm_names = [str(a) for a in outcomes["arm"].values]
     rows = []
-    for item, contrast in zip(items, contrasts, strict=True):
+    for item in items:
+        contrast = contrast_of(item, arm_names)
         b, a, _, kind = paired_differences(outcomes, cohort, item, contrast)
         scale = 100.0 if kind == "proportion" else 1.0
         margin = float(item.get("margin") or 0.0) / scale

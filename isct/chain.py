@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .jsonio import read_json
 from .provenance import ManifestError, diff_files, hash_path
 
 __all__ = ["STAGE_RECORDS", "ChainMismatch", "check_stage_chain", "record_stage"]
@@ -151,12 +152,7 @@ def record_stage(
 
 
 def _read_record(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read stage record: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON: {exc}") from exc
+    record = read_json(path, "stage record", ManifestError)
     for key in ("stage", "created_utc", "inputs", "outputs"):
         if key not in record:
             raise ManifestError(

@@ -299,11 +299,16 @@ def _check_contrast(item: Mapping[str, Any], key: str, model, arm_names, source)
         )
     if item.get("category") and item.get("threshold"):
         yield f"{source}: key '{key}': give 'category' or 'threshold', not both"
-    contrast = item.get("contrast") or arm_names[1:2] + arm_names[:1]
+    if len(arm_names) < 2 and not item.get("contrast"):
+        yield f"{source}: key '{key}.contrast': a trial of one arm has no contrast to size"
+        return
+    from credibility.planning import contrast_of
+
+    contrast = contrast_of(item, arm_names)
     unknown = [a for a in contrast if a not in arm_names]
-    if unknown or len(contrast) < 2:
+    if unknown:
         yield (
-            f"{source}: key '{key}.contrast' names {unknown or contrast}, which are not two arms "
+            f"{source}: key '{key}.contrast' names {unknown}, which are not two arms "
             f"of the trial; allowed: {arm_names}"
         )
     elif contrast[0] == contrast[1]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["canonical", "plain", "write_json"]
+__all__ = ["canonical", "plain", "read_json", "write_json"]
 
 
 def plain(value: Any, *, nan: Any = math.nan) -> Any:
@@ -65,3 +65,15 @@ def write_json(path: str | os.PathLike, value: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plain(value), indent=2, sort_keys=True) + "\n")
     return path
+
+
+def read_json(path: str | os.PathLike, what: str, error: type[Exception]) -> Any:
+    """The JSON document at ``path``; an unreadable file or invalid JSON raises
+    ``error("<path>: cannot read <what>: ...")`` or ``error("<path>: not valid JSON: ...")``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON: {exc}") from exc

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IsctError
+from .jsonio import read_json
 
 __all__ = [
     "MANIFEST_NAME",
@@ -377,12 +378,7 @@ def verify_hashes(results_dir: str | Path, *, root: str | Path | None = None) ->
     if not results.is_absolute():
         results = root_p / results
     target = results / MANIFEST_NAME
-    try:
-        manifest = json.loads(target.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ManifestError(f"{target}: cannot read manifest: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{target}: not valid JSON: {exc}") from exc
+    manifest = read_json(target, "manifest", ManifestError)
     exclude = frozenset({target.resolve()})
     mismatches: list[Mismatch] = []
     for key in ("config", "inputs", "outputs"):

@@ -28,7 +28,6 @@ import contextlib
 import logging
 import math
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from .evaluator import clean_attrs
 from .jsonio import write_json
 from .trial import Trial
 
-__all__ = ["contrast_of", "looks", "run_sized"]
+__all__ = ["looks", "run_sized"]
 
 log = logging.getLogger("isct.sizing")
 
@@ -50,15 +49,6 @@ def looks(n_min: int, wave: int, n_max: int) -> list[int]:
     """Patients simulated at each look: ``n_min, n_min + wave, ...``, ending at ``n_max``."""
     out = list(range(n_min, n_max, wave)) if n_min < n_max else []
     return [*out, n_max]
-
-
-def contrast_of(trial: Trial, item: Mapping[str, Any]) -> tuple[str, str]:
-    """``(arm_b, arm_a)`` of a sizing or planning entry (default: second arm, first arm)."""
-    contrast = item.get("contrast")
-    if contrast:
-        return str(contrast[0]), str(contrast[1])
-    names = [a["name"] for a in trial.arms]
-    return names[1], names[0]
 
 
 def _look(d: np.ndarray, kind: str, alpha: float, t_opt: float, start: int) -> dict[str, float]:
@@ -119,11 +109,11 @@ def run_sized(
 
     Returns the ``sizing.json`` content (also written to ``summary``).
     """
-    from credibility.planning import paired_differences
+    from credibility.planning import contrast_of, paired_differences
     from credibility.sequential import fixed_n, variance_reduction
 
     cfg = trial["sizing"]
-    contrast = contrast_of(trial, cfg)
+    contrast = contrast_of(cfg, trial.arm_names)
     conf = float(cfg.get("confidence", 0.95))
     alpha = 1.0 - conf
     n_max = int(cfg.get("n_max") or trial["cohort"]["n"])
@@ -163,12 +153,11 @@ def run_sized(
             scale = 100.0 if kind == "proportion" else 1.0
             if t_opt is None:  # fixed at the first look (the burn-in): the same on every run
                 t_opt = _planned_pairs(d, scale, target, alpha)
-            start = max(2, round(d.size)) if not records else records[0]["pairs"]
+            start = records[0]["pairs"] if records else max(2, d.size)  # the burn-in
             look = _look(d, kind, alpha, float(t_opt), start)
             look["n"] = int(n_k)
             for key in ("estimate", "low", "high", "half_width", "naive_low", "naive_high"):
-                if key in look:
-                    look[key] *= scale
+                look[key] *= scale
             records.append(look)
             log.info(
                 "sizing look at %d patients (%d pairs): %s [%s, %s], half-width %s (target %s)",
@@ -177,10 +166,10 @@ def run_sized(
                 look["estimate"],
                 look["low"],
                 look["high"],
-                look.get("half_width"),
+                look["half_width"],
                 target,
             )
-            if look.get("half_width", math.inf) <= target:
+            if look["half_width"] <= target:
                 stop = {
                     "reason": "target",
                     "text": (
@@ -195,7 +184,7 @@ def run_sized(
                 "reason": "n_max",
                 "text": (
                     f"n_max reached ({n_max} patients) with half-width "
-                    f"{look.get('half_width', math.inf):.4g} above the target {target:g}"
+                    f"{look['half_width']:.4g} above the target {target:g}"
                 ),
             }
         n_stop = records[-1]["n"]

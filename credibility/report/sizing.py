@@ -22,13 +22,11 @@ def sequence_figure(summary: Mapping[str, Any]):
     fig = _fig._new(7.0, 3.6)
     ax = fig.subplots()
     n = looks["n"].to_numpy(dtype=float)
-    low = np.clip(looks["low"].to_numpy(dtype=float), -1e300, 1e300)
-    high = np.clip(looks["high"].to_numpy(dtype=float), -1e300, 1e300)
+    low, high = looks["low"].to_numpy(dtype=float), looks["high"].to_numpy(dtype=float)
     finite = np.isfinite(looks["half_width"].to_numpy(dtype=float))
     ax.fill_between(n[finite], low[finite], high[finite], alpha=0.3, label="confidence sequence")
-    if "naive_low" in looks:
-        ax.plot(n, looks["naive_low"], "k:", lw=1, label="fixed-n interval (not anytime-valid)")
-        ax.plot(n, looks["naive_high"], "k:", lw=1)
+    ax.plot(n, looks["naive_low"], "k:", lw=1, label="fixed-n interval (not anytime-valid)")
+    ax.plot(n, looks["naive_high"], "k:", lw=1)
     ax.plot(n, looks["estimate"], "o-", ms=3, label="estimate")
     last = looks.iloc[-1]
     target = summary["half_width_target"]

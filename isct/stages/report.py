@@ -139,6 +139,11 @@ def reproducibility_evidence(
     }
 
 
+def _json_if_any(path: Path) -> Any:
+    """A stage's JSON output, or None when the trial has no such stage output."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _planning(trial: Trial, outcomes, cohort) -> pd.DataFrame | None:
     """The real trial's size for every entry of the config's ``planning``."""
     items = trial["planning"]
@@ -146,11 +151,7 @@ def _planning(trial: Trial, outcomes, cohort) -> pd.DataFrame | None:
         return None
     from credibility.planning import planning_table
 
-    from ..sizing import contrast_of
-
-    return planning_table(
-        outcomes, cohort, items, [contrast_of(trial, i) for i in items], seed=trial.seed
-    )
+    return planning_table(outcomes, cohort, items, seed=trial.seed)
 
 
 def _populations(
@@ -247,10 +248,8 @@ def run_report(
     hashed = {res.resolve() / e["path"]: e for e in reads.values()}
 
     stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
-    calibration_file = res / "calibration" / "calibration.json"
-    calibration = json.loads(calibration_file.read_text()) if calibration_file.is_file() else None
-    certificate_file = res / "certificate" / "summary.json"
-    certificate = json.loads(certificate_file.read_text()) if certificate_file.is_file() else None
+    calibration = _json_if_any(res / "calibration" / "calibration.json")
+    certificate = _json_if_any(res / "certificate" / "summary.json")
     cohort = _open(res / "cohort.zarr")
     outcomes = _open(res / "outcomes.zarr")
     uq = _open(res / "uq.zarr")
@@ -340,8 +339,7 @@ def run_report(
         for kind in ("by_arm", "comparison"):
             populations[kind].to_csv(ev_dir / f"populations_{kind}.csv", index=False)
             written[f"populations_{kind}"] = ev_dir / f"populations_{kind}.csv"
-    sizing_file = res / "sizing" / "sizing.json"
-    sizing = json.loads(sizing_file.read_text()) if sizing_file.is_file() else None
+    sizing = _json_if_any(res / "sizing" / "sizing.json")
     planning = _planning(trial, outcomes, cohort)
     if planning is not None:
         planning.to_csv(ev_dir / "planning.csv", index=False)

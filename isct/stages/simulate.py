@@ -50,16 +50,18 @@ def run_simulate(
             summary=sizing,
         )
         outputs.update(cohort=sized_cohort, sizing=sizing)
-    ds = simulate(
-        sized_cohort if trial["sizing"] else cohort,
-        trial.model,
-        trial.arms,
-        store,
-        batch_size=trial["simulation"]["batch_size"],
-        settings=trial.settings,
-        retries=trial["simulation"]["retries"],
-        on_mismatch="restart",
-    )
+        ds = xr.open_zarr(store, consolidated=False)  # written whole by run_sized
+    else:
+        ds = simulate(
+            cohort,
+            trial.model,
+            trial.arms,
+            store,
+            batch_size=trial["simulation"]["batch_size"],
+            settings=trial.settings,
+            retries=trial["simulation"]["retries"],
+            on_mismatch="restart",
+        )
     status = ds["status"].values
     flags = dict(
         zip(
