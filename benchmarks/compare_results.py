@@ -8,6 +8,9 @@ file (key by key) under the two folders. What is *expected* to differ between tw
 left out and listed: wall-clock times and durations, absolute paths, the hashes of source
 files and the manifest's record of the code and machine (the code changed, on purpose).
 
+``--atol A``: floats (zarr, CSV, JSON) at most A apart count as equal, for a change that
+reorders floating-point sums on purpose; the default 0 asks for identical values.
+
 Exit status 0 when the results are identical, 1 otherwise (each difference printed).
 """
 
@@ -49,7 +52,7 @@ SKIP_DIRS = {"logs", "benchmarks", "provenance", "uq_runs.zarr", "sa_runs.zarr",
 SKIP_FILES = {"manifest.json"}
 
 
-def _json_diff(a, b, where: str, out: list[str]) -> None:
+def _json_diff(a, b, where: str, out: list[str], atol: float = 0.0) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             if key in VOLATILE_KEYS:
@@ -57,14 +60,16 @@ def _json_diff(a, b, where: str, out: list[str]) -> None:
             if key not in a or key not in b:
                 out.append(f"{where}.{key}: only in {'second' if key in b else 'first'}")
                 continue
-            _json_diff(a[key], b[key], f"{where}.{key}", out)
+            _json_diff(a[key], b[key], f"{where}.{key}", out, atol)
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             out.append(f"{where}: {len(a)} vs {len(b)} items")
             return
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _json_diff(x, y, f"{where}[{i}]", out)
+            _json_diff(x, y, f"{where}[{i}]", out, atol)
     elif isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return
+    elif isinstance(a, float) and isinstance(b, float) and abs(a - b) <= atol:
         return
     elif a != b:
         out.append(f"{where}: {a!r} != {b!r}")
@@ -79,7 +84,7 @@ def _store_groups(path: Path) -> list[str | None]:
     return groups
 
 
-def _zarr_diff(a: Path, b: Path, out: list[str]) -> int:
+def _zarr_diff(a: Path, b: Path, out: list[str], atol: float = 0.0) -> int:
     n = 0
     for group in _store_groups(a):
         try:
@@ -98,7 +103,7 @@ def _zarr_diff(a: Path, b: Path, out: list[str]) -> int:
             if x.shape != y.shape:
                 out.append(f"{a.name}/{group or ''}:{name}: shape {x.shape} vs {y.shape}")
             elif x.dtype.kind == "f":
-                if not np.array_equal(x, y, equal_nan=True):
+                if not np.allclose(x, y, rtol=0.0, atol=atol, equal_nan=True):
                     diff = np.nanmax(np.abs(x - y))
                     out.append(f"{a.name}/{group or ''}:{name}: max |diff| {diff:.3g}")
             elif not np.array_equal(x, y):
@@ -106,8 +111,9 @@ def _zarr_diff(a: Path, b: Path, out: list[str]) -> int:
     return n
 
 
-def compare(first: Path, second: Path) -> tuple[list[str], dict[str, int]]:
-    """Differences between two results folders, and counts of what was compared."""
+def compare(first: Path, second: Path, atol: float = 0.0) -> tuple[list[str], dict[str, int]]:
+    """Differences between two results folders (floats farther apart than ``atol``), and
+    counts of what was compared."""
     out: list[str] = []
     counts = {"zarr_values": 0, "csv_cells": 0, "json_files": 0, "files": 0}
     for path in sorted(first.rglob("*")):
@@ -119,7 +125,7 @@ def compare(first: Path, second: Path) -> tuple[list[str], dict[str, int]]:
             if not other.is_dir():
                 out.append(f"{rel}: missing in second")
                 continue
-            counts["zarr_values"] += _zarr_diff(path, other, out)
+            counts["zarr_values"] += _zarr_diff(path, other, out, atol)
             counts["files"] += 1
         elif ".zarr" in str(rel) or not path.is_file():
             continue
@@ -135,13 +141,15 @@ def compare(first: Path, second: Path) -> tuple[list[str], dict[str, int]]:
                 continue
             counts["csv_cells"] += a.size
             try:
-                pd.testing.assert_frame_equal(a, b, check_exact=True)
+                pd.testing.assert_frame_equal(a, b, check_exact=not atol, rtol=0.0, atol=atol)
             except AssertionError as err:
                 out.append(f"{rel}: {str(err).splitlines()[0]} {str(err).splitlines()[-1]}")
         elif path.suffix == ".json":
             counts["files"] += 1
             counts["json_files"] += 1
-            _json_diff(json.loads(path.read_text()), json.loads(other.read_text()), str(rel), out)
+            _json_diff(
+                json.loads(path.read_text()), json.loads(other.read_text()), str(rel), out, atol
+            )
     for path in sorted(second.rglob("*")):
         rel = path.relative_to(second)
         if set(rel.parts) & SKIP_DIRS or ".zarr" in str(rel.parent):
@@ -155,8 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", type=Path)
     parser.add_argument("second", type=Path)
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=0.0,
+        help="floats this close count as equal (default 0: exactly equal)",
+    )
     args = parser.parse_args(argv)
-    differences, counts = compare(args.first, args.second)
+    differences, counts = compare(args.first, args.second, args.atol)
     print(
         f"compared {counts['files']} files: {counts['zarr_values']} zarr values, "
         f"{counts['csv_cells']} CSV cells, {counts['json_files']} JSON files"
@@ -164,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"left out as run records: keys {sorted(VOLATILE_KEYS)}; {sorted(SKIP_DIRS)}")
     for d in differences:
         print(f"DIFF {d}")
-    print("identical" if not differences else f"{len(differences)} difference(s)")
+    same = "identical" if not args.atol else f"identical within {args.atol:g}"
+    print(same if not differences else f"{len(differences)} difference(s)")
     return 0 if not differences else 1
 
 

@@ -76,6 +76,9 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
         str(args.cores),
         "--rerun-incomplete",
         "--show-failed-logs",
+        # the rules' run: blocks run in Snakemake's own process, not one new process each
+        # (isct.stages.running_stage)
+        "--force-use-threads",
         *(["--dry-run"] if args.dry_run else []),
         *(["--forceall"] if args.forceall else []),
         *args.snakemake_args,

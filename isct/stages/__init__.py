@@ -11,17 +11,18 @@ module                 rule file                        writes
 :mod:`.sensitivity`    ``sensitivity.smk``              ``sa.zarr``
 :mod:`.credibility`    ``credibility.smk``              ``evidence/``
 :mod:`.report`         ``report.smk``                   manifest, the report
+:mod:`.rules`          every rule's ``run:`` block      (Snakemake's paths to the stage)
 =====================  ===============================  ==================================
 
 Each stage takes the :class:`~isct.trial.Trial` and the paths Snakemake hands it, calls the
 packages, writes its outputs and ends by recording the SHA-256 of what it read and wrote in
-``provenance/<stage>.json`` (:func:`isct.chain.record_stage`). The Snakemake scripts in
-``workflow/scripts`` only adapt ``snakemake.*`` to these calls.
+``provenance/<stage>.json`` (:func:`isct.chain.record_stage`). The rules' ``run:`` blocks only
+hand Snakemake's paths to these calls (:mod:`.rules`), inside :func:`running_stage`.
 """
 
 from .calibrate import run_calibrate
 from .cohort import run_cohort
-from .common import setup_logging, trial_of
+from .common import running_stage, trial_of
 from .credibility import run_credibility
 from .report import reproducibility_evidence, run_report
 from .sensitivity import run_sensitivity
@@ -37,6 +38,6 @@ __all__ = [
     "run_sensitivity",
     "run_simulate",
     "run_uq",
-    "setup_logging",
+    "running_stage",
     "trial_of",
 ]

@@ -26,5 +26,7 @@ rule calibrate:
         model=config["model"],
         arms=config["arms"],
         runs=f"{RESULTS}/calibration/runs",
-    script:
-        "../scripts/calibrate.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)

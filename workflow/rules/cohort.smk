@@ -27,5 +27,7 @@ rule cohort:
         cohort=config["cohort"],
         subgroups=config["report"]["subgroups"],
         seed=config["trial"]["seed"],
-    script:
-        "../scripts/cohort.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)

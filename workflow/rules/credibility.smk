@@ -23,5 +23,7 @@ rule credibility:
         credibility=config["credibility"],
         endpoints=config["endpoints"],
         outcomes=f"{RESULTS}/outcomes.zarr",
-    script:
-        "../scripts/credibility.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)

@@ -23,5 +23,7 @@ rule report:
         report=config["report"],
         results=results_dir,
         configfile=trial_config_file(),
-    script:
-        "../scripts/report.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)

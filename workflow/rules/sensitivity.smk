@@ -31,5 +31,7 @@ rule sensitivity:
         outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/sa.zarr",
         runs=f"{RESULTS}/sa_runs.zarr",
-    script:
-        "../scripts/sensitivity.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)

@@ -23,5 +23,7 @@ rule simulate:
         sweep=config["design_sweep"],
         simulation=config["simulation"],
         store=f"{RESULTS}/outcomes.zarr",
-    script:
-        "../scripts/simulate.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)

@@ -25,5 +25,7 @@ rule uq:
         outcomes=f"{RESULTS}/outcomes.zarr",
         store=f"{RESULTS}/uq.zarr",
         runs=f"{RESULTS}/uq_runs.zarr",
-    script:
-        "../scripts/uq.py"
+    run:
+        from isct.stages.rules import run_rule
+
+        run_rule(rule, config, input, output, params, log, threads)
