@@ -1,6 +1,6 @@
 """Build hook: the wheel carries the workflow as ``isct/_workflow``.
 
-The repository keeps ``Snakefile``, ``workflow/`` (rules, scripts, schemas, report captions)
+The repository keeps ``Snakefile``, ``workflow/`` (rules, schemas, report captions)
 and ``config/`` (the built-in trials and cluster profiles) at its top level, where Snakemake
 users expect them. A wheel only holds packages, so ``build_py`` copies them into the built
 ``isct`` package; ``isct.resources.workflow_dir()`` finds the checkout when isct runs from

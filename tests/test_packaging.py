@@ -98,7 +98,7 @@ def test_wheel_in_a_fresh_venv_runs_the_tiny_trial_in_its_working_directory(tmp_
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [f for f in WHEEL_FILES if f not in names]
     assert not missing, f"the wheel lacks {missing}"
-    for folder in ("rules", "scripts", "report"):
+    for folder in ("rules", "schemas", "report"):
         assert any(n.startswith(f"isct/_workflow/workflow/{folder}/") for n in names), folder
 
     # A venv of its own with the wheel installed; the dependencies (numpy, snakemake, ...)
