@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -549,3 +550,15 @@ def test_isct_run_shares_one_cluster_among_its_stages(tiny_run):
         text = (logs / f"{stage}.log").read_text()
         assert "Scheduler at:" not in text, stage
     assert "isct.evaluator" in (logs / "calibrate.log").read_text()  # the stage did run
+
+
+def test_isct_run_runs_every_stage_in_one_process(tiny_run):
+    """`isct run` runs the stages inside the Snakemake process (no new Python process per
+    stage): every stage log names the same process."""
+    logs = tiny_run / "results" / "ci_tiny" / "logs"
+    pids = {}
+    for stage in ("cohort", "calibrate", "simulate", "uq", "sensitivity", "credibility", "report"):
+        found = re.findall(r"stage runs in process (\d+)", (logs / f"{stage}.log").read_text())
+        assert len(found) == 1, stage
+        pids[stage] = found[0]
+    assert len(set(pids.values())) == 1, pids

@@ -69,6 +69,7 @@ def running_stage(log_file: str, threads: int | None = None) -> Iterator[None]:
             os.environ[ENV_WORKERS] = str(threads)
         _quiet_zarr_about_snakemake()
         logging.captureWarnings(True)
+        logging.getLogger("isct.stages").info("stage runs in process %d", os.getpid())
         try:
             yield
         finally:
