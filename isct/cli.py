@@ -221,11 +221,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    result = verify(args.results_dir, sample=None if args.all else args.sample, seed=args.seed)
+    result = verify(
+        args.results_dir,
+        sample=None if args.all else args.sample,
+        seed=args.seed,
+        root=args.root,
+    )
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    if result.unchecked:
+        print(
+            f"isct verify: {len(result.unchecked)} entry(ies) outside {args.results_dir} not "
+            "found and not checked (give --root RUN_DIR to require them):"
+        )
+        for entry, path in result.unchecked.items():
+            print(f"  - {entry}: {path}")
     problems = result.problems()
     if problems:
         print(f"isct verify: {len(problems)} difference(s) in {args.results_dir}:")
@@ -333,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for choosing the patients")
     p.add_argument(
         "--json", help="also write what was checked and every difference to this JSON file"
+    )
+    p.add_argument(
+        "--root",
+        help="run directory the manifest's entries outside the results folder (config, "
+        "inputs, report) are resolved against; each must then be found (default: the folder "
+        "above results/, if the results folder sits in one; else they are checked if found)",
     )
     p.set_defaults(func=_cmd_verify)
     return parser
