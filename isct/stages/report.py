@@ -25,6 +25,7 @@ from models import load_card
 
 from ..chain import check_stage_chain, record_stage
 from ..jsonio import write_json
+from ..merkle import tree_summary
 from ..provenance import write_manifest
 from ..trial import Trial
 
@@ -274,7 +275,14 @@ def run_report(
     seeds = {"trial_seed": trial.seed}
     root = res.parent.parent
     cfg_file = Path(config_path) if config_path else trial.path
-    manifest_args = {"config_path": cfg_file, "inputs": inputs, "seeds": seeds, "root": root}
+    # the per-patient hash tree's root goes into the manifest and is printed in the report
+    manifest_args = {
+        "config_path": cfg_file,
+        "inputs": inputs,
+        "seeds": seeds,
+        "root": root,
+        "merkle": tree_summary(res) if cohort is not None and outcomes is not None else None,
+    }
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
     rerun = reproducibility_evidence(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
 
