@@ -43,6 +43,7 @@ __all__ = [
     "Resimulation",
     "VerifyResult",
     "locator",
+    "stored_model",
     "rerun_patients",
     "resimulate",
     "verify",
@@ -173,7 +174,7 @@ class VerifyResult:
         }
 
 
-def _model_for(outcomes_attrs: dict[str, Any], trial: Trial | None):
+def stored_model(outcomes_attrs: dict[str, Any], trial: Trial | None):
     """The trial's model (its options: external solvers, import strings) when it is the one
     that ran; else the registry name the outcomes store recorded."""
     if trial is not None and (
@@ -222,7 +223,7 @@ def rerun_patients(
     results = Path(results_dir)
     cohort_path, outcomes_path = _stores(results)
     attrs = zarr.open_group(outcomes_path, mode="r").attrs.asdict()
-    model = _model_for(attrs, trial)
+    model = stored_model(attrs, trial)
     arms = json.loads(attrs["arms_json"])
     settings = json.loads(attrs["settings_json"])
     cohort = zarr.open_group(cohort_path, mode="r")
@@ -276,7 +277,7 @@ def resimulate(
     results = Path(results_dir)
     _, outcomes_path = _stores(results)
     outcomes = xr.open_zarr(outcomes_path, consolidated=False)
-    model = _model_for(outcomes.attrs, trial)
+    model = stored_model(outcomes.attrs, trial)
     arms = json.loads(outcomes.attrs["arms_json"])
     n = outcomes.sizes["patient"]
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ from ..merkle import tree_summary
 from ..provenance import write_manifest
 from ..trial import Trial
 
-__all__ = ["reproducibility_evidence", "run_report"]
+__all__ = ["report_tables", "reproducibility_evidence", "run_report"]
 
 log = logging.getLogger("isct.report")
 
@@ -189,6 +189,41 @@ def _populations(
         outcomes, cohort, question, populations, subgroups=trial["report"]["subgroups"]
     )
     return context, answers
+
+
+def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The report's tables computed from a results folder's stores, as the report stage
+    writes them (``evidence/<name>.csv``): the answer by arm and paired, the answer for each
+    comparator population, the real trial's size. ``isct replay`` regenerates them from a
+    bundle with this function and compares their data with the bundled files.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``answer_by_arm``, ``answer_paired``, ``populations_by_arm``,
+        ``populations_comparison``, ``planning``: those the trial has.
+    """
+    res = Path(results)
+    cohort, outcomes = _open(res / "cohort.zarr"), _open(res / "outcomes.zarr")
+    tables: dict[str, pd.DataFrame] = {}
+    if cohort is None or outcomes is None:
+        return tables
+    question = trial["report"].get("question")
+    if question:
+        from credibility.answer import answer_tables
+
+        tables["answer_by_arm"], tables["answer_paired"] = answer_tables(
+            outcomes, cohort, question
+        )
+    certificate = _json_if_any(res / "certificate" / "summary.json")
+    _, populations = _populations(trial, res, outcomes, cohort, certificate)
+    if populations is not None:
+        for kind in ("by_arm", "comparison"):
+            tables[f"populations_{kind}"] = populations[kind]
+    planning = _planning(trial, outcomes, cohort)
+    if planning is not None:
+        tables["planning"] = planning
+    return tables
 
 
 def run_report(
