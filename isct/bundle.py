@@ -296,8 +296,10 @@ def _unpack(path: Path, dest: Path) -> None:
     with tar:
         for member in tar.getmembers():
             name = member.name
-            if not (member.isfile() or member.isdir()) or name.startswith("/") or ".." in (
-                PurePosixPath(name).parts
+            if (
+                not (member.isfile() or member.isdir())
+                or name.startswith("/")
+                or ".." in (PurePosixPath(name).parts)
             ):
                 raise BundleError(f"{path}: member {name!r} is not a plain relative file")
         tar.extractall(dest, filter="data")
@@ -370,4 +372,3 @@ def open_bundle(
             f"{path}: {len(problems)} file(s) differ from the signed {INDEX}: {shown}"
         )
     return Bundle(path, dest, index, fingerprint(key), trusted_key=pubkey is not None)
-

@@ -266,7 +266,9 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
         args.results_dir, args.output, key=key, root=args.root, wheelhouse=args.wheelhouse
     )
     size = out.stat().st_size / 1e6
-    print(f"isct bundle: wrote {out} ({size:.1f} MB), signed by key {fingerprint(key.public_key())}")
+    print(
+        f"isct bundle: wrote {out} ({size:.1f} MB), signed by key {fingerprint(key.public_key())}"
+    )
     return 0
 
 

@@ -168,8 +168,7 @@ def write_lock(
         "# Each hash is the SHA-256 of the file named beside it (pip hash).\n"
     )
     lines = [
-        f"{n}=={e['version']} --hash=sha256:{e['sha256']}  # {e['file']}"
-        for n, e in locked.items()
+        f"{n}=={e['version']} --hash=sha256:{e['sha256']}  # {e['file']}" for n, e in locked.items()
     ]
     Path(path).write_text(head + "\n".join(lines) + "\n")
     return locked

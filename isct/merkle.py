@@ -37,6 +37,7 @@ __all__ = [
     "SCHEME",
     "STORES",
     "merkle_proof",
+    "merkle_proofs",
     "merkle_root",
     "patient_leaves",
     "tree_summary",
@@ -142,21 +143,30 @@ def merkle_root(leaves: Sequence[str]) -> str:
     return _levels(leaves)[-1][0].hex()
 
 
-def merkle_proof(leaves: Sequence[str], i: int) -> list[list[str]]:
-    """The audit path of leaf ``i``: ``[side, hash]`` pairs from the leaf up to the root.
+def merkle_proofs(leaves: Sequence[str], positions: Sequence[int]) -> list[list[list[str]]]:
+    """The audit paths of the leaves at ``positions``: ``[side, hash]`` pairs, leaf to root.
 
     ``side`` is ``"L"`` when the sibling is on the left. A level where the node has no
-    partner adds nothing.
+    partner adds nothing. The tree is built once for all positions.
     """
-    if not 0 <= i < len(leaves):
-        raise IsctError(f"no leaf {i} in a tree of {len(leaves)}")
-    proof = []
-    for level in _levels(leaves)[:-1]:
-        sibling = i ^ 1
-        if sibling < len(level):
-            proof.append(["L" if sibling < i else "R", level[sibling].hex()])
-        i //= 2
-    return proof
+    levels = _levels(leaves)[:-1] if leaves else []
+    proofs = []
+    for i in positions:
+        if not 0 <= i < len(leaves):
+            raise IsctError(f"no leaf {i} in a tree of {len(leaves)}")
+        proof = []
+        for level in levels:
+            sibling = i ^ 1
+            if sibling < len(level):
+                proof.append(["L" if sibling < i else "R", level[sibling].hex()])
+            i //= 2
+        proofs.append(proof)
+    return proofs
+
+
+def merkle_proof(leaves: Sequence[str], i: int) -> list[list[str]]:
+    """The audit path of leaf ``i`` (see :func:`merkle_proofs`)."""
+    return merkle_proofs(leaves, [i])[0]
 
 
 def verify_proof(leaf: str, proof: Sequence[Sequence[str]], root: str) -> bool:

@@ -39,13 +39,19 @@ from .bundle import LOCK, MERKLE, PLATFORM, Bundle, open_bundle
 from .environment import install_lock, platform_differences, read_lock
 from .errors import BundleError, IsctError
 from .jsonio import plain, write_json
-from .merkle import merkle_proof, merkle_root, patient_leaves, verify_proof
+from .merkle import merkle_proofs, merkle_root, patient_leaves, verify_proof
 from .provenance import MANIFEST_NAME, check_manifest
 
 __all__ = ["TABLES", "ReplayResult", "replay", "write_summary"]
 
 #: The report's tables that are regenerated and compared (``evidence/<name>.csv``).
-TABLES = ("answer_by_arm", "answer_paired", "populations_by_arm", "populations_comparison", "planning")
+TABLES = (
+    "answer_by_arm",
+    "answer_paired",
+    "populations_by_arm",
+    "populations_comparison",
+    "planning",
+)
 RERUN_TIMEOUT_S = 3600
 MAX_ROWS = 200
 
@@ -112,8 +118,9 @@ def _tree_check(bundle: Bundle, positions: np.ndarray) -> str:
         if report and root not in (bundle.root / report).read_text(errors="replace"):
             raise BundleError(f"{bundle.path}: {report} does not print the root {root}")
     fresh = patient_leaves(bundle.results, positions)
-    for pos, leaf in zip(positions, fresh, strict=True):
-        if leaf != leaves[pos] or not verify_proof(leaf, merkle_proof(leaves, int(pos)), root):
+    proofs = merkle_proofs(leaves, [int(p) for p in positions])
+    for pos, leaf, proof in zip(positions, fresh, proofs, strict=True):
+        if leaf != leaves[pos] or not verify_proof(leaf, proof, root):
             raise BundleError(
                 f"{bundle.path}: patient {ids[pos]}: its data in cohort.zarr/outcomes.zarr do "
                 f"not hash to its leaf of the tree with root {root}"

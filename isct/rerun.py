@@ -30,7 +30,7 @@ import zarr
 from .environment import platform_record, read_lock
 from .jsonio import write_json
 from .trial import load_config
-from .verify import stored_model, rerun_patients
+from .verify import rerun_patients, stored_model
 
 
 def _installed(names) -> dict[str, str]:

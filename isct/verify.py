@@ -300,9 +300,7 @@ def resimulate(
         )
     _, _, fresh = rerun_patients(results, idx, trial=trial)
     stored_group = zarr.open_group(outcomes_path, mode="r")
-    stored = {
-        key: np.asarray(stored_group[key].oindex[(slice(None), idx)]) for key in fresh
-    }
+    stored = {key: np.asarray(stored_group[key].oindex[(slice(None), idx)]) for key in fresh}
     differences = [
         Difference(
             patient=_plain(ids[i]),
@@ -313,9 +311,7 @@ def resimulate(
         )
         for a, arm in enumerate(arms)
         for key, values in fresh.items()
-        for i in np.flatnonzero(
-            ~_same(stored[key][a], values[a]).reshape(len(idx), -1).all(axis=1)
-        )
+        for i in np.flatnonzero(~_same(stored[key][a], values[a]).reshape(len(idx), -1).all(axis=1))
     ]
     return Resimulation(**{**vars(checked), "outputs": list(fresh), "differences": differences})
 

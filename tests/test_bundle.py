@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from isct.bundle import INDEX, LOCK, MERKLE, PLATFORM, SIGNATURE, pack, seal, write_bundle
+from isct.bundle import INDEX, LOCK, MERKLE, PLATFORM, SIGNATURE, pack, seal
 from isct.cli import main
 from isct.environment import read_lock
 from isct.errors import BundleError, IsctError, LockInstallError, SignatureError

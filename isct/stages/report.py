@@ -212,9 +212,7 @@ def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.Data
     if question:
         from credibility.answer import answer_tables
 
-        tables["answer_by_arm"], tables["answer_paired"] = answer_tables(
-            outcomes, cohort, question
-        )
+        tables["answer_by_arm"], tables["answer_paired"] = answer_tables(outcomes, cohort, question)
     certificate = _json_if_any(res / "certificate" / "summary.json")
     _, populations = _populations(trial, res, outcomes, cohort, certificate)
     if populations is not None:
