@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 import zarr
-
 from conftest import synthetic_trial
+
 from isct.errors import IsctError
 from isct.merkle import merkle_proof, merkle_proofs, merkle_root, patient_leaves, verify_proof
 
