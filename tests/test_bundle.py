@@ -20,7 +20,7 @@ from isct.environment import read_lock
 from isct.errors import BundleError, IsctError, LockInstallError, SignatureError
 from isct.merkle import merkle_root, patient_leaves
 from isct.provenance import hash_path
-from isct.replay import replay
+from isct.replay import replay, write_summary
 from isct.signing import keygen, load_private_key
 
 pytestmark = pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp")
@@ -81,10 +81,11 @@ def _resign_data(folder: Path, *, tree: bool = True) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
-def _change_outcome(folder: Path, factor: float = 1.0, delta: float = 0.0) -> tuple[int, float]:
-    values = zarr.open_group(folder / RESULTS / "outcomes.zarr", mode="r+")["mean_gradient_mmhg"]
-    status = zarr.open_group(folder / RESULTS / "outcomes.zarr", mode="r")["status"][1]
-    patient = int(np.flatnonzero(status == 0)[0])
+def _change_outcome(folder: Path, factor: float = 1.0, delta: float = 0.0, nth: int = 0):
+    """Change the ``nth`` ok patient's stored gradient in the second arm; (patient, old)."""
+    group = zarr.open_group(folder / RESULTS / "outcomes.zarr", mode="r+")
+    values, status = group["mean_gradient_mmhg"], group["status"][1]
+    patient = int(np.flatnonzero(status == 0)[nth])
     old = float(values[1, patient])
     values[1, patient] = old * factor + delta
     return patient, old
@@ -226,27 +227,26 @@ def test_a_patient_whose_data_do_not_hash_to_its_leaf_is_named(sponsor, tmp_path
 
 def test_another_platform_compares_within_the_cards_tolerance(sponsor, tmp_path):
     folder = _unpack(sponsor["bundle"], tmp_path / "b")
-    patient, old = _change_outcome(folder, factor=1 + 1e-9)  # within rtol 1e-6
+    near, _ = _change_outcome(folder, factor=1 + 1e-9, nth=0)  # within rtol 1e-6
+    far, _ = _change_outcome(folder, delta=1.0, nth=1)  # beyond it
     _resign_data(folder)
     same_platform = _repack(folder, tmp_path / "same.isct.tar", key=sponsor["key"])
     result = replay(same_platform, tmp_path / "r1", sample=None, pubkey=sponsor["pub"])
-    assert result.comparison == "bit for bit" and not result.ok
+    assert result.comparison == "bit for bit" and result.tolerance is None and not result.ok
     assert [(d["patient"], d["output"]) for d in result.differences] == [
-        (patient, "mean_gradient_mmhg")
+        (near, "mean_gradient_mmhg"),
+        (far, "mean_gradient_mmhg"),
     ]
     env = json.loads((folder / PLATFORM).read_text())
     (folder / PLATFORM).write_text(json.dumps({**env, "cpu_name": "another-cpu"}))
     other = _repack(folder, tmp_path / "other.isct.tar", key=sponsor["key"])
     result = replay(other, tmp_path / "r2", sample=None, pubkey=sponsor["pub"])
     assert result.comparison == "within the model card's cross-platform tolerances"
-    assert result.platform_differences[0].startswith("cpu_name:")
-    assert result.tolerance["rtol"] == pytest.approx(1e-6) and result.ok
-    # beyond the tolerance: named with the patient id
-    _change_outcome(folder, delta=1.0)
-    _resign_data(folder)
-    far = _repack(folder, tmp_path / "far.isct.tar", key=sponsor["key"])
-    result = replay(far, tmp_path / "r3", sample=None, pubkey=sponsor["pub"])
-    assert [d["patient"] for d in result.differences] == [patient] and not result.ok
+    assert result.platform_differences == [f"cpu_name: another-cpu -> {env['cpu_name']}"]
+    assert result.tolerance["rtol"] == pytest.approx(1e-6)
+    assert [d["patient"] for d in result.differences] == [far]  # the near one is within
+    html = write_summary(result, tmp_path / "r2")[1].read_text()
+    assert "within the model card" in html and "another-cpu" in html
 
 
 def test_a_report_table_that_does_not_follow_from_the_stores_is_named(sponsor, tmp_path, capsys):
