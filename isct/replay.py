@@ -73,6 +73,7 @@ class ReplayResult:
     differences: list[dict[str, Any]] = field(default_factory=list)
     tables: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -164,10 +165,17 @@ def _rerun(bundle: Bundle, python: str, workdir: Path, positions: np.ndarray) ->
 
 
 def _tolerance(bundle: Bundle) -> dict[str, Any] | None:
-    label = "inputs.model_card"
-    if label not in bundle.index["entries"]:
+    """The card's ``reproducibility.cross_platform``: the trial's card, else the model's own."""
+    entries = bundle.index["entries"]
+    if "inputs.model_card" in entries:
+        card_path = bundle.entry("inputs.model_card")
+    elif "inputs.model_source" in entries:
+        card_path = bundle.entry("inputs.model_source") / "card.yaml"
+    else:
         return None
-    card = yaml.safe_load(bundle.entry(label).read_text())
+    if not card_path.is_file():
+        return None
+    card = yaml.safe_load(card_path.read_text()) or {}
     return (card.get("reproducibility") or {}).get("cross_platform")
 
 
@@ -319,6 +327,14 @@ def replay(
         f"the stores were made with version {record['model_version']}",
     )
     recorded = json.loads((bundle.root / PLATFORM).read_text())
+    result.environment = {
+        "fresh_env": fresh_env,
+        "python_executable": record["python_executable"],
+        "replay_platform": record["platform"],
+        "bundle_platform": {
+            k: v for k, v in recorded.items() if k not in ("packages", "lock_files")
+        },
+    }
     diffs = platform_differences(recorded, record["platform"])
     pins = read_lock(bundle.root / LOCK)
     diffs += [
