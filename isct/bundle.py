@@ -119,9 +119,15 @@ def _stage(results: Path, run_dir: Path | None, staging: Path, wheelhouse: Path)
     try:
         manifest = read_json(target, "manifest", ManifestError)
         locate = locator(results, manifest, run_dir, strict=True)
-        mismatches, _ = check_manifest(target, locate)
+        mismatches, unchecked = check_manifest(target, locate)
     except ManifestError as err:
         raise BundleError(str(err)) from err
+    if unchecked:
+        label, recorded = next(iter(unchecked.items()))
+        raise BundleError(
+            f"{target}: entry '{label}' ({recorded}) lies outside the results folder and no "
+            "run directory is known to find it in; give --root RUN_DIR"
+        )
     if mismatches:
         shown = "; ".join(str(m) for m in mismatches[:5])
         raise BundleError(
@@ -145,8 +151,7 @@ def _stage(results: Path, run_dir: Path | None, staging: Path, wheelhouse: Path)
     for label in labels:
         group, _, name = label.partition(".")
         recorded = manifest[group]["path"] if group == "config" else manifest[group][name]["path"]
-        src = locate(label, recorded)
-        assert src is not None  # strict: every entry was found by check_manifest
+        src = locate(label, recorded)  # strict, and every entry was found: never None
         if recorded == inside or recorded.startswith(inside + "/"):
             dest = f"{results_in_bundle}/{recorded[len(inside) + 1 :]}".rstrip("/")
         elif label == "inputs.model_source":

@@ -286,3 +286,22 @@ def test_replay_in_a_fresh_environment_built_from_the_lock(sponsor, wheelhouse, 
     assert rerun["packages"] == pins  # every locked version is what the venv has
     assert "fresh_env" in result.seconds
     shutil.rmtree(work / "venv")
+
+
+def test_bundle_refuses_a_changed_folder_and_one_without_its_run_directory(
+    tiny_run, sponsor, wheelhouse, tmp_path, capsys
+):
+    copy = tmp_path / "alone"
+    shutil.copytree(
+        tiny_run / "results" / "ci_tiny", copy, ignore=shutil.ignore_patterns("*_runs.zarr")
+    )
+    argv = ["bundle", str(copy), "-o", str(tmp_path / "x.isct.tar"), "--key", str(sponsor["key"])]
+    argv += ["--wheelhouse", str(wheelhouse)]
+    assert main(argv) == 2
+    assert "'outputs.credibility_report.html'" in capsys.readouterr().err
+    check = copy / "cohort_check.csv"
+    check.write_text(check.read_text() + "\n")
+    assert main([*argv, "--root", str(tiny_run)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to bundle" in err and "alone/cohort_check.csv" in err
+    assert not (tmp_path / "x.isct.tar").exists()
