@@ -156,6 +156,13 @@ def _stage(results: Path, run_dir: Path | None, staging: Path, wheelhouse: Path)
             dest = f"{results_in_bundle}/{recorded[len(inside) + 1 :]}".rstrip("/")
         elif label == "inputs.model_source":
             dest = _model_source(src.resolve(), packages.resolve())
+            if not dest.startswith(tuple(f"source/{n}/" for n in SOURCE_PACKAGES)) and (
+                src.resolve().parent.name in SOURCE_PACKAGES
+            ):  # a built-in model of another installation than the one bundling
+                raise BundleError(
+                    f"{target}: the model source {src} belongs to another installation of "
+                    f"isct than this one ({packages}); bundle with the isct that ran the trial"
+                )
         elif not Path(recorded).is_absolute():
             dest = f"run/{_safe_rel(recorded)}"
         else:

@@ -156,10 +156,12 @@ def _rerun(bundle: Bundle, python: str, workdir: Path, positions: np.ndarray) ->
     if record["refused"]:
         raise BundleError(record["refused"])
     source = (bundle.root / "source").resolve()
+    if "inputs.model_source" in bundle.index["entries"]:
+        source = bundle.entry("inputs.model_source").resolve()
     if not Path(record["model_file"]).resolve().is_relative_to(source):
         raise BundleError(
-            f"{bundle.path}: the model that ran ({record['model_file']}) is not the bundle's "
-            f"(under {source})"
+            f"{bundle.path}: the model that ran ({record['model_file']}) is not the model "
+            f"source the manifest recorded ({source})"
         )
     return record
 

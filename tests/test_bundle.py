@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from isct.bundle import INDEX, LOCK, MERKLE, PLATFORM, SIGNATURE, pack, seal
+from isct.bundle import INDEX, LOCK, MERKLE, PLATFORM, SIGNATURE, pack, seal, write_bundle
 from isct.cli import main
 from isct.environment import read_lock
 from isct.errors import BundleError, IsctError, LockInstallError, SignatureError
@@ -305,3 +305,27 @@ def test_bundle_refuses_a_changed_folder_and_one_without_its_run_directory(
     err = capsys.readouterr().err
     assert "refusing to bundle" in err and "alone/cohort_check.csv" in err
     assert not (tmp_path / "x.isct.tar").exists()
+
+
+def test_bundle_refuses_a_model_source_of_another_installation(
+    tiny_run, sponsor, tmp_path, monkeypatch
+):
+    """The bundled packages must be the ones whose model ran (else the replay would import
+    another copy of the model than the manifest hashed)."""
+    import isct.bundle
+
+    other = tmp_path / "other_install"
+    for name in isct.bundle.SOURCE_PACKAGES:
+        shutil.copytree(
+            isct.bundle.data_root() / name,
+            other / name,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    monkeypatch.setattr(isct.bundle, "data_root", lambda: other)
+    with pytest.raises(BundleError, match="belongs to another installation of isct"):
+        write_bundle(
+            tiny_run / "results" / "ci_tiny",
+            tmp_path / "x.isct.tar",
+            key=load_private_key(sponsor["key"]),
+            wheelhouse=tmp_path / "unused",
+        )
