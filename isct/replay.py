@@ -61,7 +61,8 @@ class ReplayResult:
     """What a replay checked and found (``to_dict`` is ``replay.json``)."""
 
     bundle: str
-    trial: str
+    trial: str | None
+    error: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
     comparison: str = "bit for bit"
     comparison_reason: str = ""
@@ -77,7 +78,7 @@ class ReplayResult:
 
     @property
     def ok(self) -> bool:
-        return not self.differences and all(t["match"] for t in self.tables)
+        return self.error is None and not self.differences and all(t["match"] for t in self.tables)
 
     def to_dict(self) -> dict[str, Any]:
         return plain({**asdict(self), "ok": self.ok}, nan=None)
@@ -282,6 +283,8 @@ def replay(
     Returns
     -------
     ReplayResult
+        Also written by the caller (:func:`write_summary`); when a check stops the replay,
+        the summary is written here with the checks that passed and the ``error``.
 
     Raises
     ------
@@ -295,9 +298,28 @@ def replay(
     others = [p.name for p in workdir.iterdir() if p.resolve() != bundle_path]
     if others:
         raise IsctError(f"{workdir}: replay needs an empty directory, found {sorted(others)[:5]}")
+    result = ReplayResult(bundle=str(bundle_path), trial=None)
+    try:
+        return _replay(result, bundle_path, workdir, sample, seed, pubkey, fresh_env, find_links)
+    except IsctError as err:  # the summary still says what passed and what stopped it
+        result.error = str(err)
+        write_summary(result, workdir)
+        raise
+
+
+def _replay(
+    result: ReplayResult,
+    bundle_path: Path,
+    workdir: Path,
+    sample: int | None,
+    seed: int,
+    pubkey: str | os.PathLike | None,
+    fresh_env: bool,
+    find_links: str | None,
+) -> ReplayResult:
     clock = time.perf_counter()
     bundle = open_bundle(bundle_path, workdir / "bundle", pubkey=pubkey)
-    result = ReplayResult(bundle=str(bundle_path), trial=bundle.index["trial"])
+    result.trial = bundle.index["trial"]
     whose = "the key given (--pubkey)" if bundle.trusted_key else "the bundle's own key only"
     _check(result, "signature", f"Ed25519 over index.json, key {bundle.signer} ({whose})")
     _check(result, "file hashes", f"{len(bundle.index['files'])} files match the signed index")

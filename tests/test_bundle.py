@@ -172,6 +172,8 @@ def test_a_changed_byte_in_a_bundled_file_fails_naming_it(sponsor, tmp_path, mem
     bad = _repack(folder, tmp_path / "bad.isct.tar")
     with pytest.raises(BundleError, match=f"1 file\\(s\\) differ .*modified: {member}$"):
         replay(bad, tmp_path / "review", pubkey=sponsor["pub"])
+    summary = json.loads((tmp_path / "review" / "replay.json").read_text())
+    assert summary["ok"] is False and summary["error"].endswith(f"modified: {member}")
 
 
 def test_a_wrong_or_missing_signature_fails(sponsor, tmp_path):
@@ -200,6 +202,14 @@ def test_a_model_version_the_bundle_does_not_contain_fails(sponsor, tmp_path):
     bad = _repack(folder, tmp_path / "v.isct.tar", key=sponsor["key"])
     with pytest.raises(BundleError, match=f"version 9.9.9; the bundle contains version {real}"):
         replay(bad, tmp_path / "review", sample=2, pubkey=sponsor["pub"])
+    summary = json.loads((tmp_path / "review" / "replay.json").read_text())
+    assert [c["check"] for c in summary["checks"]] == [
+        "signature",
+        "file hashes",
+        "manifest",
+        "patient hash tree",
+    ]
+    assert "9.9.9" in (tmp_path / "review" / "replay.html").read_text()
 
 
 def test_a_lock_that_cannot_be_installed_fails_naming_the_package(sponsor, tmp_path):
