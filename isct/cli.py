@@ -1,5 +1,5 @@
 """The ``isct`` command line: run a trial, run one stage, start a trial project, generate a
-cohort, inspect, verify.
+cohort, inspect, verify; make a key, bundle a trial for submission, replay a bundle.
 
 ``isct run`` and ``isct simulate`` write ``results/`` and ``reports/`` under the run directory
 (the working directory, or ``--directory``); arguments after ``--`` go to Snakemake.
@@ -224,11 +224,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    result = verify(args.results_dir, sample=None if args.all else args.sample, seed=args.seed)
+    result = verify(
+        args.results_dir,
+        sample=None if args.all else args.sample,
+        seed=args.seed,
+        root=args.root,
+    )
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    if result.unchecked:
+        print(
+            f"isct verify: {len(result.unchecked)} entry(ies) outside {args.results_dir} not "
+            "found and not checked (give --root RUN_DIR to require them):"
+        )
+        for entry, path in result.unchecked.items():
+            print(f"  - {entry}: {path}")
     problems = result.problems()
     if problems:
         print(f"isct verify: {len(problems)} difference(s) in {args.results_dir}:")
@@ -237,6 +249,66 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"isct verify: {args.results_dir} matches its manifest and re-simulation")
     return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .signing import fingerprint, keygen, load_private_key
+
+    private, public = keygen(args.key, force=args.force)
+    print(f"isct keygen: private key {private} (keep it secret), public key {public}")
+    print(f"fingerprint (SHA-256): {fingerprint(load_private_key(private).public_key())}")
+    return 0
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from .bundle import write_bundle
+    from .signing import fingerprint, load_private_key
+
+    key = load_private_key(args.key)
+    out = write_bundle(
+        args.results_dir, args.output, key=key, root=args.root, wheelhouse=args.wheelhouse
+    )
+    size = out.stat().st_size / 1e6
+    print(
+        f"isct bundle: wrote {out} ({size:.1f} MB), signed by key {fingerprint(key.public_key())}"
+    )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay, write_summary
+
+    result = replay(
+        args.bundle,
+        args.directory,
+        sample=None if args.all else args.sample,
+        seed=args.seed,
+        pubkey=args.pubkey,
+        fresh_env=args.fresh_env,
+        find_links=args.find_links,
+    )
+    json_path, html_path = write_summary(result, args.directory)
+    for check in result.checks:
+        print(f"isct replay: {check['check']}: {check['detail']}")
+    print(f"isct replay: compared {result.comparison} ({result.comparison_reason})")
+    bad_tables = [t["table"] for t in result.tables if not t["match"]]
+    if result.ok:
+        print(
+            f"isct replay: {len(result.patients)} patient(s) and {len(result.tables)} table(s) "
+            f"matched; summary in {html_path} and {json_path}"
+        )
+        return 0
+    print(
+        f"isct replay: {len(result.differences)} value(s) differ"
+        + (f", tables differ: {', '.join(bad_tables)}" if bad_tables else "")
+        + f"; see {html_path}"
+    )
+    for d in result.differences[:20]:
+        print(
+            f"  - patient {d['patient']} arm {d['arm']!r} {d['output']}: stored "
+            f"{d['stored']!r}, replayed {d['replayed']!r}"
+        )
+    return 1
 
 
 def _add_machine_options(p: argparse.ArgumentParser) -> None:
@@ -337,7 +409,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", help="also write what was checked and every difference to this JSON file"
     )
+    p.add_argument(
+        "--root",
+        help="run directory the manifest's entries outside the results folder (config, "
+        "inputs, report) are resolved against; each must then be found (default: the folder "
+        "above results/, if the results folder sits in one; else they are checked if found)",
+    )
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    p.add_argument("key", help="private key file to write; the public key goes to KEY.pub")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser(
+        "bundle",
+        help="write a signed submission bundle of a finished trial",
+        description="Bundle config, inputs, model source and card, manifest, stores, report, "
+        "an environment lock and the per-patient hash tree into one tar, signed with KEY.",
+    )
+    p.add_argument("results_dir", help="results/<trial> of a finished run")
+    p.add_argument("-o", "--output", required=True, help="the bundle to write (NAME.isct.tar)")
+    p.add_argument("--key", required=True, help="the sponsor's private key (isct keygen)")
+    p.add_argument("--root", help="run directory (default: the folder above results/)")
+    p.add_argument(
+        "--wheelhouse",
+        help="folder of the locked packages' files for hashing (fetched by pip when missing; "
+        "default ~/.cache/isct/wheels)",
+    )
+    p.set_defaults(func=_cmd_bundle)
+
+    p = sub.add_parser(
+        "replay",
+        help="check and re-run a submission bundle in an empty directory",
+        description="Check the signature and every hash of a bundle, re-run sampled patients "
+        "(or all) and regenerate the report's tables, and compare; writes replay.json and "
+        "replay.html. Exit 0: everything matched; 1: values or tables differ; 2: bad input.",
+    )
+    p.add_argument("bundle", help="the bundle (NAME.isct.tar)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--sample", type=int, default=20, help="patients to re-run (default 20)")
+    which.add_argument("--all", action="store_true", help="re-run every patient")
+    p.add_argument("--seed", type=int, default=0, help="seed for choosing the patients")
+    p.add_argument("--pubkey", help="the sponsor's public key to check the signature with")
+    p.add_argument(
+        "--fresh-env", action="store_true", help="re-run in a new venv built from the lock"
+    )
+    p.add_argument("--find-links", help="a wheelhouse for pip when building the fresh venv")
+    p.add_argument(
+        "--directory",
+        default=".",
+        help="where to unpack, re-run and write the summary; empty apart from the bundle "
+        "(default: the working directory)",
+    )
+    p.set_defaults(func=_cmd_replay)
     return parser
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "IsctError", "SimulationIncompleteError", "StoreMismatchError"]
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "IsctError",
+    "LockInstallError",
+    "SignatureError",
+    "SimulationIncompleteError",
+    "StoreMismatchError",
+]
 
 
 class IsctError(Exception):
@@ -19,3 +27,16 @@ class StoreMismatchError(IsctError):
 
 class SimulationIncompleteError(IsctError):
     """Some batches failed even after retries; finished regions are kept and a rerun resumes."""
+
+
+class BundleError(IsctError):
+    """A submission bundle is unusable: a file differs from its index, a patient's leaf from
+    the hash tree, the model version from the stores; names the file, patient or key."""
+
+
+class SignatureError(BundleError):
+    """A bundle's signature is missing, unreadable, or does not verify with the key."""
+
+
+class LockInstallError(BundleError):
+    """The bundle's environment lock cannot be installed into a fresh virtual environment."""

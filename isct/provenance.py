@@ -18,7 +18,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST_NAME",
     "ManifestError",
     "Mismatch",
+    "check_manifest",
     "hash_path",
     "package_versions",
     "source_path",
@@ -83,6 +84,9 @@ class Mismatch:
         What happened to the file.
     expected, actual : str or None
         SHA-256 recorded and found (None when absent).
+    file : str or None
+        Where the file was looked for, when that is not ``path`` (a results folder that was
+        copied, moved or renamed, a bundle).
     """
 
     entry: str
@@ -90,9 +94,12 @@ class Mismatch:
     kind: str
     expected: str | None
     actual: str | None
+    file: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.path} ({self.entry})"
+        if self.file is None or self.file == self.path:
+            return f"{self.kind}: {self.path} ({self.entry})"
+        return f"{self.kind}: {self.file} ({self.entry}, recorded as {self.path})"
 
 
 def _sha256_file(path: Path) -> str:
@@ -243,6 +250,7 @@ def write_manifest(
     extra: Mapping[str, Any] | None = None,
     root: str | Path | None = None,
     hashed: Mapping[Path, Mapping[str, Any]] | None = None,
+    merkle: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<results_dir>/manifest.json`` with hashes, versions, seeds, git and platform.
 
@@ -267,6 +275,9 @@ def write_manifest(
     hashed : mapping of Path to dict, optional
         Hashes the calling stage computed a moment ago (resolved path → :func:`hash_path`
         result or stage-record entry), used instead of hashing those paths again.
+    merkle : mapping, optional
+        The per-patient hash tree's summary (:func:`isct.merkle.tree_summary`), kept under
+        ``"merkle"``.
 
     Returns
     -------
@@ -289,6 +300,8 @@ def write_manifest(
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "trial": results.name,
+        # entries under this path are resolved against the results folder being checked
+        "results_dir": _rel(results, root_p),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": _entry(config_path, root_p, exclude, "config", known),
         "inputs": {k: _entry(v, root_p, exclude, f"inputs.{k}", known) for k, v in inputs.items()},
@@ -308,6 +321,8 @@ def write_manifest(
         },
         "extra": dict(extra or {}),
     }
+    if merkle is not None:
+        manifest["merkle"] = dict(merkle)
     try:
         text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -318,22 +333,31 @@ def write_manifest(
     return target
 
 
-def _check(label: str, recorded: Mapping[str, Any], root: Path, exclude: frozenset[Path]):
-    path = Path(recorded["path"])
-    if not path.is_absolute():
-        path = root / path
+def _check(
+    label: str, recorded: Mapping[str, Any], path: Path, exclude: frozenset[Path], named: bool
+):
+    """Mismatches of one manifest entry against ``path`` (where it is now; ``named``: say so)."""
+    shown = recorded["path"]
+    file = path.as_posix() if named and path.as_posix() != shown else None
     if recorded["kind"] == "file":
         if not path.is_file():
-            return [Mismatch(label, recorded["path"], "missing", recorded["sha256"], None)]
+            return [Mismatch(label, shown, "missing", recorded["sha256"], None, file)]
         actual = _sha256_file(path)
         if actual != recorded["sha256"]:
-            return [Mismatch(label, recorded["path"], "modified", recorded["sha256"], actual)]
+            return [Mismatch(label, shown, "modified", recorded["sha256"], actual, file)]
         return []
     if not path.is_dir():
-        return [Mismatch(label, recorded["path"], "missing", recorded["sha256"], None)]
+        return [Mismatch(label, shown, "missing", recorded["sha256"], None, file)]
     now = hash_path(path, exclude=exclude)["files"]
     return [
-        Mismatch(label, f"{recorded['path']}/{rel}", kind, expected, actual)
+        Mismatch(
+            label,
+            f"{shown}/{rel}",
+            kind,
+            expected,
+            actual,
+            None if file is None else f"{file}/{rel}",
+        )
         for rel, kind, expected, actual in diff_files(recorded["files"], now)
     ]
 
@@ -351,8 +375,66 @@ def diff_files(
             yield rel, "modified", before[rel], now[rel]
 
 
+def _entries(manifest: Mapping[str, Any], target: Path) -> Iterator[tuple[str, Mapping]]:
+    for key in ("config", "inputs", "outputs"):
+        if key not in manifest:
+            raise ManifestError(f"{target}: key '{key}' missing; required: config, inputs, outputs")
+    yield "config", manifest["config"]
+    for group in ("inputs", "outputs"):
+        for name, recorded in sorted(manifest[group].items()):
+            yield f"{group}.{name}", recorded
+
+
+def check_manifest(
+    manifest_path: str | Path,
+    locate: Callable[[str, str], Path | None],
+    *,
+    name_files: bool = True,
+) -> tuple[list[Mismatch], dict[str, str]]:
+    """Recompute every hash of a manifest at the places ``locate`` gives.
+
+    Parameters
+    ----------
+    manifest_path : str or Path
+        The ``manifest.json`` to check.
+    locate : callable
+        ``locate(entry, recorded_path)`` returns where the entry's file or directory is now,
+        or None when it cannot be looked for (the entry is then not checked).
+    name_files : bool, default True
+        Give every mismatch the ``file`` where it was found (when that is not the recorded
+        path).
+
+    Returns
+    -------
+    mismatches : list of Mismatch
+        Files modified, missing, or added inside a hashed directory.
+    unchecked : dict of str to str
+        Entry → recorded path of every entry ``locate`` had no place for.
+
+    Raises
+    ------
+    ManifestError
+        If the manifest is missing or not valid JSON, or lacks a required key.
+    """
+    target = Path(manifest_path)
+    manifest = read_json(target, "manifest", ManifestError)
+    exclude = frozenset({target.resolve()})
+    mismatches: list[Mismatch] = []
+    unchecked: dict[str, str] = {}
+    for label, recorded in _entries(manifest, target):
+        path = locate(label, recorded["path"])
+        if path is None:
+            unchecked[label] = recorded["path"]
+        else:
+            mismatches += _check(label, recorded, path, exclude, name_files)
+    return mismatches, unchecked
+
+
 def verify_hashes(results_dir: str | Path, *, root: str | Path | None = None) -> list[Mismatch]:
     """Recompute every hash in ``<results_dir>/manifest.json`` and list the differences.
+
+    Every recorded relative path is resolved against ``root``; :func:`isct.verify.verify`
+    resolves the results folder's own entries against the folder instead.
 
     Parameters
     ----------
@@ -377,15 +459,8 @@ def verify_hashes(results_dir: str | Path, *, root: str | Path | None = None) ->
     results = Path(results_dir)
     if not results.is_absolute():
         results = root_p / results
-    target = results / MANIFEST_NAME
-    manifest = read_json(target, "manifest", ManifestError)
-    exclude = frozenset({target.resolve()})
-    mismatches: list[Mismatch] = []
-    for key in ("config", "inputs", "outputs"):
-        if key not in manifest:
-            raise ManifestError(f"{target}: key '{key}' missing; required: config, inputs, outputs")
-    mismatches += _check("config", manifest["config"], root_p, exclude)
-    for group in ("inputs", "outputs"):
-        for name, recorded in sorted(manifest[group].items()):
-            mismatches += _check(f"{group}.{name}", recorded, root_p, exclude)
-    return mismatches
+
+    def locate(_label: str, recorded: str) -> Path:
+        return Path(recorded) if Path(recorded).is_absolute() else root_p / recorded
+
+    return check_manifest(results / MANIFEST_NAME, locate, name_files=False)[0]

@@ -3,7 +3,12 @@
 Two checks, both naming what differs:
 
 1. every hash in ``manifest.json`` (config, population spec, model source, comparators,
-   plan, stores, tables, report) is recomputed (:func:`isct.provenance.verify_hashes`);
+   plan, stores, tables, report) is recomputed (:func:`isct.provenance.check_manifest`).
+   What lies inside the results folder is resolved against the folder given, wherever it
+   was copied, moved or renamed (:func:`locator`); what lies outside it (config, inputs,
+   the report) against the run directory: ``root`` if given, else the folder above
+   ``results/`` when the results folder sits in one. An outside entry that is not found
+   there is *unchecked* (listed, not a difference) unless ``root`` was given;
 2. ``sample`` patients chosen at random (or all of them) are simulated again, in this
    process, from the stored cohort with the model, arms and settings recorded in the outcomes
    store, and compared bit for bit with the stored outcomes; each difference names the
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +34,20 @@ import zarr
 from models import get_model, run_batch
 
 from .errors import IsctError
-from .jsonio import plain
-from .provenance import MANIFEST_NAME, ManifestError, Mismatch, verify_hashes
+from .jsonio import plain, read_json
+from .provenance import MANIFEST_NAME, ManifestError, Mismatch, check_manifest
 from .trial import Trial, load_config
 
-__all__ = ["Difference", "Resimulation", "VerifyResult", "resimulate", "verify"]
+__all__ = [
+    "Difference",
+    "Resimulation",
+    "VerifyResult",
+    "locator",
+    "stored_model",
+    "rerun_patients",
+    "resimulate",
+    "verify",
+]
 
 
 def _plain(value: Any) -> Any:
@@ -120,11 +135,15 @@ class VerifyResult:
         Files that differ from the manifest.
     resimulation : Resimulation or None
         None when no patient was re-simulated (``sample=0``).
+    unchecked : dict of str to str
+        Manifest entries outside the results folder that were not found (entry → recorded
+        path): no run directory was given to look for them in.
     """
 
     results_dir: str
     hash_mismatches: list[Mismatch]
     resimulation: Resimulation | None
+    unchecked: dict[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Every difference, one line each; empty when the folder checks out."""
@@ -138,6 +157,7 @@ class VerifyResult:
             "results_dir": self.results_dir,
             "ok": not self.problems(),
             "hash_mismatches": [vars(m) for m in self.hash_mismatches],
+            "unchecked": dict(self.unchecked),
             "resimulation": None
             if resim is None
             else {
@@ -152,6 +172,75 @@ class VerifyResult:
                 "refused": resim.refused,
             },
         }
+
+
+def stored_model(outcomes_attrs: dict[str, Any], trial: Trial | None):
+    """The trial's model (its options: external solvers, import strings) when it is the one
+    that ran; else the registry name the outcomes store recorded."""
+    if trial is not None and (
+        trial["model"]["name"] == "external" or trial.model.name == outcomes_attrs["model"]
+    ):
+        return trial.model
+    return get_model(outcomes_attrs["model"])
+
+
+def _stores(results: Path) -> tuple[Path, Path]:
+    cohort_path, outcomes_path = results / "cohort.zarr", results / "outcomes.zarr"
+    for p in (cohort_path, outcomes_path):
+        if not (p / "zarr.json").exists():
+            raise IsctError(f"{p}: no zarr store here; is {results} a results folder of isct?")
+    return cohort_path, outcomes_path
+
+
+def rerun_patients(
+    results_dir: str | os.PathLike, idx: np.ndarray, *, trial: Trial | None = None
+) -> tuple[Any, list[dict], dict[str, np.ndarray]]:
+    """Simulate the patients at positions ``idx`` again in every arm of a results folder.
+
+    Parameters
+    ----------
+    results_dir : str or path
+        Folder holding ``cohort.zarr`` and ``outcomes.zarr``.
+    idx : ndarray of int
+        Sorted positions along the ``patient`` dimension.
+    trial : Trial, optional
+        Supplies the model's options (see :func:`resimulate`).
+
+    Returns
+    -------
+    model : Model
+        The model that ran (its ``version`` is not checked here).
+    arms : list of dict
+        The arms recorded in the outcomes store.
+    fresh : dict of str to ndarray
+        Output → values of shape ``(arm, len(idx)[, ...])``.
+
+    Raises
+    ------
+    IsctError
+        If the folder has no cohort or outcomes store.
+    """
+    results = Path(results_dir)
+    cohort_path, outcomes_path = _stores(results)
+    attrs = zarr.open_group(outcomes_path, mode="r").attrs.asdict()
+    model = stored_model(attrs, trial)
+    arms = json.loads(attrs["arms_json"])
+    settings = json.loads(attrs["settings_json"])
+    cohort = zarr.open_group(cohort_path, mode="r")
+    # read only the chosen patients (orthogonal selection), not whole columns
+    patients = {name: np.asarray(cohort[name].oindex[idx]) for name in model.inputs}
+    patients["patient"] = np.asarray(cohort["patient"].oindex[idx])
+    by_arm = [
+        run_batch(
+            model,
+            patients,
+            arm["device"],
+            {**settings, "arm": arm["name"], "runs_dir": str(results / "runs")},
+        )
+        for arm in arms
+    ]
+    fresh = {key: np.stack([out[key] for out in by_arm]) for key in by_arm[0]} if by_arm else {}
+    return model, arms, fresh
 
 
 def resimulate(
@@ -186,21 +275,10 @@ def resimulate(
         If the folder has no cohort or outcomes store.
     """
     results = Path(results_dir)
-    cohort_path, outcomes_path = results / "cohort.zarr", results / "outcomes.zarr"
-    for p in (cohort_path, outcomes_path):
-        if not (p / "zarr.json").exists():
-            raise IsctError(f"{p}: no zarr store here; is {results} a results folder of isct?")
+    _, outcomes_path = _stores(results)
     outcomes = xr.open_zarr(outcomes_path, consolidated=False)
-    # the trial's model (its options: external solvers, import strings) when it is the one
-    # that ran; else the registry name the outcomes store recorded
-    if trial is not None and (
-        trial["model"]["name"] == "external" or trial.model.name == outcomes.attrs["model"]
-    ):
-        model = trial.model
-    else:
-        model = get_model(outcomes.attrs["model"])
+    model = stored_model(outcomes.attrs, trial)
     arms = json.loads(outcomes.attrs["arms_json"])
-    settings = json.loads(outcomes.attrs["settings_json"])
     n = outcomes.sizes["patient"]
     rng = np.random.default_rng(seed)
     k = n if sample is None else min(sample, n)
@@ -220,58 +298,100 @@ def resimulate(
             refused=f"{outcomes_path}: made with model {model.name!r} version "
             f"{checked.model_version}, installed version is {model.version}",
         )
-    cohort = zarr.open_group(cohort_path, mode="r")
-    # read only the sampled patients (orthogonal selection), not whole columns
-    patients = {name: np.asarray(cohort[name].oindex[idx]) for name in model.inputs}
-    patients["patient"] = ids
+    _, _, fresh = rerun_patients(results, idx, trial=trial)
     stored_group = zarr.open_group(outcomes_path, mode="r")
-    differences, outputs = [], []
-    for a, arm in enumerate(arms):
-        fresh = run_batch(
-            model,
-            patients,
-            arm["device"],
-            {**settings, "arm": arm["name"], "runs_dir": str(results / "runs")},
+    stored = {key: np.asarray(stored_group[key].oindex[(slice(None), idx)]) for key in fresh}
+    differences = [
+        Difference(
+            patient=_plain(ids[i]),
+            arm=arm["name"],
+            output=key,
+            stored=_plain(stored[key][a, i]),
+            resimulated=_plain(values[a, i]),
         )
-        for key, values in fresh.items():
-            if key not in outputs:
-                outputs.append(key)
-            stored = np.asarray(stored_group[key].oindex[(a, idx)])
-            same = (
-                (stored == values) | (np.isnan(stored) & np.isnan(values))
-                if values.dtype.kind == "f"
-                else stored == values
-            )
-            same = same.reshape(len(idx), -1).all(axis=1)
-            differences += [
-                Difference(
-                    patient=_plain(ids[i]),
-                    arm=arm["name"],
-                    output=key,
-                    stored=_plain(stored[i]),
-                    resimulated=_plain(values[i]),
-                )
-                for i in np.flatnonzero(~same)
-            ]
-    return Resimulation(**{**vars(checked), "outputs": outputs, "differences": differences})
+        for a, arm in enumerate(arms)
+        for key, values in fresh.items()
+        for i in np.flatnonzero(~_same(stored[key][a], values[a]).reshape(len(idx), -1).all(axis=1))
+    ]
+    return Resimulation(**{**vars(checked), "outputs": list(fresh), "differences": differences})
+
+
+def _same(stored: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Elementwise bit-for-bit equality (NaN equals NaN)."""
+    if values.dtype.kind == "f":
+        return (stored == values) | (np.isnan(stored) & np.isnan(values))
+    return stored == values
+
+
+def locator(
+    results: Path, manifest: dict[str, Any], root: Path | None, *, strict: bool
+) -> Callable[[str, str], Path | None]:
+    """Where each manifest entry is now, for a results folder that may have been copied.
+
+    Parameters
+    ----------
+    results : Path
+        The results folder being checked (holding ``manifest.json``).
+    manifest : dict
+        Its manifest; ``results_dir`` is where the folder was when the manifest was written
+        (manifests before it was recorded: ``results/<trial>``).
+    root : Path or None
+        The run directory that relative paths outside the folder are resolved against.
+    strict : bool
+        When False, an entry outside the folder that is not found is returned as None
+        (unchecked) rather than as a missing file.
+
+    Returns
+    -------
+    callable
+        ``locate(entry, recorded_path) -> Path or None`` for
+        :func:`isct.provenance.check_manifest`.
+    """
+    inside = str(manifest.get("results_dir") or f"results/{manifest.get('trial')}").rstrip("/")
+
+    def locate(_label: str, recorded: str) -> Path | None:
+        if recorded == inside:
+            return results
+        if recorded.startswith(inside + "/"):
+            return results / recorded[len(inside) + 1 :]
+        path = Path(recorded)
+        if not path.is_absolute():
+            if root is None:
+                return None
+            path = root / path
+        return path if strict or path.exists() else None
+
+    return locate
 
 
 def verify(
-    results_dir: str | os.PathLike, *, sample: int | None = 100, seed: int = 0
+    results_dir: str | os.PathLike,
+    *,
+    sample: int | None = 100,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
 ) -> VerifyResult:
     """Every difference between a results folder, its manifest and a re-simulation.
 
-    The manifest's relative paths are resolved against the folder that holds ``results/``
-    (the run's working directory).
+    The manifest's entries inside the results folder are resolved against the folder given,
+    so a copy is checked, not the original it was copied from. Entries outside it (config,
+    population spec, model source, the report) are resolved against ``root``, else against
+    the folder above ``results/`` when the results folder sits in one (the run directory),
+    else only where recorded as absolute paths; without ``root`` an outside entry that is
+    not found is listed as unchecked instead of missing.
 
     Parameters
     ----------
     results_dir : str or path
-        ``results/<trial>`` of a finished run (with ``manifest.json``).
+        ``results/<trial>`` of a finished run (with ``manifest.json``), or a copy of it
+        under any name.
     sample : int or None, default 100
         Patients to re-simulate; 0 checks the hashes only, None re-simulates every patient.
     seed : int, default 0
         Seed of the choice of patients.
+    root : str or path, optional
+        The run directory (where ``results/`` was); every entry outside the folder must
+        then be found there.
 
     Returns
     -------
@@ -284,22 +404,32 @@ def verify(
         If the manifest cannot be read, or the folder has no cohort or outcomes store.
     """
     results = Path(results_dir).resolve()
-    root = results.parent.parent if results.parent.name == "results" else Path.cwd()
+    if root is not None:
+        run_dir: Path | None = Path(root).resolve()
+    elif results.parent.name == "results":
+        run_dir = results.parent.parent
+    else:
+        run_dir = None
+    target = results / MANIFEST_NAME
     try:
-        mismatches = verify_hashes(results, root=root)
+        manifest = read_json(target, "manifest", ManifestError)
+        locate = locator(results, manifest, run_dir, strict=root is not None)
+        mismatches, unchecked = check_manifest(target, locate)
     except ManifestError as err:
         raise IsctError(str(err)) from err
     resim = None
     if sample is None or sample > 0:
-        resim = resimulate(results, sample=sample, seed=seed, trial=_trial(results, root))
-    return VerifyResult(str(results), mismatches, resim)
+        trial = _trial(manifest, locate, run_dir)
+        resim = resimulate(results, sample=sample, seed=seed, trial=trial)
+    return VerifyResult(str(results), mismatches, resim, unchecked)
 
 
-def _trial(results: Path, root: Path) -> Trial | None:
-    """The trial config the manifest names, if it is still readable and valid."""
+def _trial(manifest: dict[str, Any], locate, run_dir: Path | None) -> Trial | None:
+    """The trial config the manifest names, if it can be found, read and validated."""
     try:
-        recorded = json.loads((results / MANIFEST_NAME).read_text())["config"]["path"]
-        path = Path(recorded) if Path(recorded).is_absolute() else root / recorded
-        return load_config(path, workdir=root)
+        path = locate("config", manifest["config"]["path"])
+        if path is None:
+            return None
+        return load_config(path, workdir=run_dir or path.parent)
     except (OSError, KeyError, ValueError, IsctError):
         return None

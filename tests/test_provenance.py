@@ -62,7 +62,7 @@ def test_manifest_content(project):
     path = _write(project)
     m = json.loads(path.read_text())
     assert path == project / "results" / "demo" / "manifest.json"
-    assert m["trial"] == "demo"
+    assert m["trial"] == "demo" and m["results_dir"] == "results/demo"
     assert m["config"]["path"] == "config.yaml"
     expected = hashlib.sha256((project / "config.yaml").read_bytes()).hexdigest()
     assert m["config"]["sha256"] == expected

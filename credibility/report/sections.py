@@ -433,6 +433,10 @@ def _manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
         **{f"seed {k}": v for k, v in (manifest.get("seeds") or {}).items()},
         **{f"platform {k}": v for k, v in (manifest.get("platform") or {}).items()},
     }
+    tree = manifest.get("merkle")
+    if tree:  # a reviewer checks any patient against this root (isct replay)
+        general["patient hash tree root (Merkle, SHA-256)"] = tree["root"]
+        general["patients in the hash tree"] = tree["n_patients"]
     return {
         "general": kv_table(general),
         "packages": kv_table(manifest.get("packages") or {}),

@@ -24,12 +24,13 @@ from .calibrate import run_calibrate
 from .cohort import run_cohort
 from .common import running_stage, trial_of
 from .credibility import run_credibility
-from .report import reproducibility_evidence, run_report
+from .report import report_tables, reproducibility_evidence, run_report
 from .sensitivity import run_sensitivity
 from .simulate import run_simulate
 from .uq import run_uq
 
 __all__ = [
+    "report_tables",
     "reproducibility_evidence",
     "run_calibrate",
     "run_cohort",

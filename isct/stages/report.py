@@ -25,10 +25,11 @@ from models import load_card
 
 from ..chain import check_stage_chain, record_stage
 from ..jsonio import write_json
+from ..merkle import tree_summary
 from ..provenance import write_manifest
 from ..trial import Trial
 
-__all__ = ["reproducibility_evidence", "run_report"]
+__all__ = ["report_tables", "reproducibility_evidence", "run_report"]
 
 log = logging.getLogger("isct.report")
 
@@ -190,6 +191,39 @@ def _populations(
     return context, answers
 
 
+def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The report's tables computed from a results folder's stores, as the report stage
+    writes them (``evidence/<name>.csv``): the answer by arm and paired, the answer for each
+    comparator population, the real trial's size. ``isct replay`` regenerates them from a
+    bundle with this function and compares their data with the bundled files.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``answer_by_arm``, ``answer_paired``, ``populations_by_arm``,
+        ``populations_comparison``, ``planning``: those the trial has.
+    """
+    res = Path(results)
+    cohort, outcomes = _open(res / "cohort.zarr"), _open(res / "outcomes.zarr")
+    tables: dict[str, pd.DataFrame] = {}
+    if cohort is None or outcomes is None:
+        return tables
+    question = trial["report"].get("question")
+    if question:
+        from credibility.answer import answer_tables
+
+        tables["answer_by_arm"], tables["answer_paired"] = answer_tables(outcomes, cohort, question)
+    certificate = _json_if_any(res / "certificate" / "summary.json")
+    _, populations = _populations(trial, res, outcomes, cohort, certificate)
+    if populations is not None:
+        for kind in ("by_arm", "comparison"):
+            tables[f"populations_{kind}"] = populations[kind]
+    planning = _planning(trial, outcomes, cohort)
+    if planning is not None:
+        tables["planning"] = planning
+    return tables
+
+
 def run_report(
     trial: Trial, *, results: str, html: str, manifest: str, config_path: str | None = None
 ) -> Path:
@@ -274,7 +308,14 @@ def run_report(
     seeds = {"trial_seed": trial.seed}
     root = res.parent.parent
     cfg_file = Path(config_path) if config_path else trial.path
-    manifest_args = {"config_path": cfg_file, "inputs": inputs, "seeds": seeds, "root": root}
+    # the per-patient hash tree's root goes into the manifest and is printed in the report
+    manifest_args = {
+        "config_path": cfg_file,
+        "inputs": inputs,
+        "seeds": seeds,
+        "root": root,
+        "merkle": tree_summary(res) if cohort is not None and outcomes is not None else None,
+    }
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
     rerun = reproducibility_evidence(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
 
