@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, local_cluster
+from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, local_cluster, profile_cluster
 from .errors import ConfigError, IsctError
+from .jobqueue import cancel_stale_jobs
 from .locks import clear_stale_locks, run_recorded
 from .resources import default_config, snakefile, workflow_dir
 from .trial import load_config
@@ -83,6 +84,7 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
     ]
     workdir.mkdir(parents=True, exist_ok=True)
     _clear_stale_locks(workdir, args)
+    _cancel_stale_jobs(workdir)
     with _shared_cluster(args, env) as env:
         return run_recorded(cmd, workdir=workdir, env=env)
 
@@ -93,31 +95,43 @@ _NO_JOBS = ("--unlock", "-n", "--dry-run", "--dryrun", "--lint", "--list", "-l",
 
 @contextlib.contextmanager
 def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
-    """One embedded LocalCluster for every stage of this run.
+    """One cluster for every stage of this run.
 
     Each stage of the workflow is its own process; without a cluster to connect to, each
-    would start a LocalCluster and warm its workers up (imports, compiled model code) again.
-    Unless the command line or the environment names a scheduler or a cluster profile, or
-    Snakemake is asked to run no job, ``isct run`` starts one cluster of ``--workers`` (or
-    ``--cores``) single-threaded worker processes and hands its address to every stage
-    (``ISCT_SCHEDULER``). It closes when the run ends; a run killed hard takes it along
-    (the workers are its child processes).
+    would start a cluster and warm its workers up (imports, compiled model code) again, and
+    with a job-queue profile submit and wait for its own batch jobs. Unless the command line
+    or the environment names a scheduler, or Snakemake is asked to run no job, ``isct run``
+    starts one cluster, the profile's (``--cluster-profile``: local, SLURM or PBS jobs) or
+    an embedded LocalCluster of ``--workers`` (or ``--cores``) single-threaded worker
+    processes, and hands its address to every stage (``ISCT_SCHEDULER``). It closes when the
+    run ends, cancelling its batch jobs; a LocalCluster of a run killed hard goes with it
+    (its workers are child processes), the batch jobs of such a run are cancelled by the
+    next run in the directory (:func:`isct.jobqueue.cancel_stale_jobs`).
     """
-    if (
-        args.dry_run
-        or env.get(ENV_SCHEDULER)
-        or env.get(ENV_PROFILE)
-        or any(a in _NO_JOBS for a in args.snakemake_args)
-    ):
+    if args.dry_run or env.get(ENV_SCHEDULER) or any(a in _NO_JOBS for a in args.snakemake_args):
         yield env
         return
-    # the workers (and any worker the nanny restarts) work in the run directory, as the
-    # stages do
-    with (
-        contextlib.chdir(Path(args.directory).resolve()),
-        local_cluster(int(env.get(ENV_WORKERS) or args.cores)) as cluster,
-    ):
-        yield {**env, ENV_SCHEDULER: cluster.scheduler_address}
+    workdir = Path(args.directory).resolve()
+    # the workers (and any worker the nanny restarts, any batch job) work in the run
+    # directory, as the stages do
+    with contextlib.chdir(workdir), contextlib.ExitStack() as stack:
+        if env.get(ENV_PROFILE):
+            cluster, address = stack.enter_context(profile_cluster(env[ENV_PROFILE], workdir))
+            address = address or cluster.scheduler_address
+        else:
+            cluster = stack.enter_context(local_cluster(int(env.get(ENV_WORKERS) or args.cores)))
+            address = cluster.scheduler_address
+        yield {**env, ENV_SCHEDULER: address}
+
+
+def _cancel_stale_jobs(workdir: Path) -> None:
+    cancelled = cancel_stale_jobs(workdir)
+    if cancelled:
+        print(
+            f"isct: cancelled the batch jobs left by a run in {workdir} that no live process "
+            f"holds (killed hard?): {'; '.join(cancelled)}",
+            file=sys.stderr,
+        )
 
 
 def _clear_stale_locks(workdir: Path, args: argparse.Namespace) -> None:

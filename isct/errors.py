@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "IsctError", "SimulationIncompleteError", "StoreMismatchError"]
+__all__ = [
+    "ClusterProfileError",
+    "ConfigError",
+    "IsctError",
+    "SimulationIncompleteError",
+    "StoreMismatchError",
+]
 
 
 class IsctError(Exception):
@@ -11,6 +17,11 @@ class IsctError(Exception):
 
 class ConfigError(IsctError, ValueError):
     """A trial config (or a file it names) is invalid; the message names file, key and allowed values."""
+
+
+class ClusterProfileError(ConfigError):
+    """A cluster profile is invalid, or the batch system refused or never started its jobs;
+    the message names the profile and its key, and the jobs submitted were cancelled."""
 
 
 class StoreMismatchError(IsctError):
