@@ -91,6 +91,36 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
 
 #: Snakemake arguments that run no job: no cluster is started for them.
 _NO_JOBS = ("--unlock", "-n", "--dry-run", "--dryrun", "--lint", "--list", "-l", "--summary")
+#: Snakemake executors that run jobs on this machine.
+_LOCAL_EXECUTORS = ("local", "dryrun", "touch")
+
+
+def _snakemake_option(argv: list[str], *names: str) -> str | None:
+    """The value of a Snakemake option (``--name VALUE`` or ``--name=VALUE``) in ``argv``."""
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _stage_executor(argv: list[str]) -> str:
+    """The Snakemake executor of the stage jobs: ``--executor``/``-e``, else the ``executor``
+    of a ``--profile``/``--workflow-profile`` folder's ``config.yaml``, else ``local``."""
+    executor = _snakemake_option(argv, "--executor", "-e")
+    if executor:
+        return executor
+    for option in ("--profile", "--workflow-profile"):
+        folder = _snakemake_option(argv, option)
+        if folder and (Path(folder) / "config.yaml").is_file():
+            import yaml
+
+            spec = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
+            if spec.get("executor"):
+                return str(spec["executor"])
+    return "local"
 
 
 @contextlib.contextmanager
@@ -107,6 +137,10 @@ def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
     run ends, cancelling its batch jobs; a LocalCluster of a run killed hard goes with it
     (its workers are child processes), the batch jobs of such a run are cancelled by the
     next run in the directory (:func:`isct.jobqueue.cancel_stale_jobs`).
+
+    When the stages themselves run as batch jobs (a Snakemake executor such as ``slurm``)
+    no LocalCluster is started here, on the submit host: each stage job starts its own in
+    its allocation, unless a cluster profile's workers (reached from every job) serve them all.
     """
     if args.dry_run or env.get(ENV_SCHEDULER) or any(a in _NO_JOBS for a in args.snakemake_args):
         yield env
@@ -118,10 +152,12 @@ def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
         if env.get(ENV_PROFILE):
             cluster, address = stack.enter_context(profile_cluster(env[ENV_PROFILE], workdir))
             address = address or cluster.scheduler_address
-        else:
+        elif _stage_executor(args.snakemake_args) in _LOCAL_EXECUTORS:
             cluster = stack.enter_context(local_cluster(int(env.get(ENV_WORKERS) or args.cores)))
             address = cluster.scheduler_address
-        yield {**env, ENV_SCHEDULER: address}
+        else:
+            address = None
+        yield {**env, ENV_SCHEDULER: address} if address else env
 
 
 def _cancel_stale_jobs(workdir: Path) -> None:

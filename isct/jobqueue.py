@@ -244,6 +244,13 @@ def cancel_stale_jobs(workdir: str | os.PathLike) -> list[str]:
     return done
 
 
+def _cancelled(subs: _Submissions) -> str:
+    n = len(subs.ids)
+    if not n:
+        return "no job was submitted"
+    return f"the {n} job(s) submitted ({', '.join(subs.ids)}) are cancelled"
+
+
 def _await_first_worker(cluster, profile: Path, spec, subs: _Submissions, timeout: float):
     kind = spec["kind"]
     deadline = time.monotonic() + timeout
@@ -254,7 +261,8 @@ def _await_first_worker(cluster, profile: Path, spec, subs: _Submissions, timeou
             reason = subs.errors[0]
             key = _key_for(reason)
             raise ClusterProfileError(
-                f"{profile}: key '{key}': the batch system refused the worker job: {reason}"
+                f"{profile}: key '{key}': the batch system refused the worker job: {reason}; "
+                f"{_cancelled(subs)}"
             )
         reasons = _queue_reasons(kind, list(subs.ids))
         hopeless = [r for r in reasons if "account" in r.lower()]
@@ -262,7 +270,7 @@ def _await_first_worker(cluster, profile: Path, spec, subs: _Submissions, timeou
             raise ClusterProfileError(
                 f"{profile}: key 'options.account' "
                 f"({(spec.get('options') or {}).get('account')!r}): the batch system will not "
-                f"run the worker jobs: {'; '.join(hopeless)}"
+                f"run the worker jobs: {'; '.join(hopeless)}; {_cancelled(subs)}"
             )
         if time.monotonic() > deadline:
             queued = "; ".join(reasons) or "none in the queue"
@@ -270,7 +278,7 @@ def _await_first_worker(cluster, profile: Path, spec, subs: _Submissions, timeou
                 f"{profile}: key 'pending_timeout' ({timeout:g} s): no worker job started in "
                 f"time (jobs {', '.join(subs.ids) or 'none submitted'}: {queued}). Raise "
                 "pending_timeout if the queue is busy, or ask for less (options.cores, "
-                "options.memory, options.walltime)"
+                f"options.memory, options.walltime); {_cancelled(subs)}"
             )
         time.sleep(_POLL_S)
 

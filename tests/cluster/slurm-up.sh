@@ -10,8 +10,10 @@
 # Made for containers and CI machines without systemd: the daemons are started directly.
 # The node is this machine at 127.0.0.1 with all its CPUs. No cgroups (proctrack/linuxproc,
 # task/none), no accounting storage (no slurmdbd: `sacct` reports accounting disabled; use
-# `squeue` and `scontrol show job`). Partition `debug` (default) refuses the account
-# `refused` (DenyAccounts), so a refused account can be tested without an accounting database.
+# `squeue` and `scontrol show job`). Partitions: `debug` (the default) and `accounts`, which
+# allows the account `isct` only; without an accounting database slurmctld knows no account,
+# so it keeps every job there pending ("Job's account not known, so it can't use this
+# partition"): a refused account, for the tests, without slurmdbd.
 #
 # It never overwrites a slurm.conf it did not write: on a machine with a real SLURM, use that.
 set -euo pipefail
@@ -100,7 +102,8 @@ MinJobAge=30
 KillWait=5
 Waittime=0
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP DenyAccounts=refused
+PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=accounts Nodes=$NODE Default=NO MaxTime=INFINITE State=UP AllowAccounts=isct
 EOF
 }
 
@@ -119,7 +122,7 @@ start_slurm() {
 wait_idle() {
     local state=""
     for _ in $(seq $((WAIT_S * 2))); do
-        state=$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null || true)
+        state=$(sinfo -h -N -n "$NODE" -p "$PARTITION" -o %T 2>/dev/null | head -n 1 || true)
         case "$state" in
             idle | mixed | allocated) say "node $NODE is $state (partition $PARTITION)"; return 0 ;;
             down* | drain*) scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
