@@ -62,6 +62,7 @@ def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
     # every config problem is reported here, before any work
     config = load_config(config_path, workdir=workdir)
     env = _machine_env(args)
+    args.snakemake_args = _snakemake_profiles_found(args.snakemake_args)
     targets = [target.format(trial=config["trial"]["name"])] if target else []
     cmd = [
         sys.executable,
@@ -104,6 +105,22 @@ def _snakemake_option(argv: list[str], *names: str) -> str | None:
             if arg.startswith(name + "="):
                 return arg.split("=", 1)[1]
     return None
+
+
+def _snakemake_profiles_found(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--profile``/``--workflow-profile`` folder that exists here or in
+    isct's workflow folder (``config/clusters/snakemake-slurm``) made absolute: Snakemake runs
+    in the run directory, where a relative folder would not be found. Profile names Snakemake
+    looks up itself (``~/.config/snakemake/<name>``) pass unchanged."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("--profile", "--workflow-profile") and i + 1 < len(out):
+            given = Path(out[i + 1])
+            for folder in (given, workflow_dir() / given):
+                if not given.is_absolute() and folder.is_dir():
+                    out[i + 1] = str(folder.resolve())
+                    break
+    return out
 
 
 def _stage_executor(argv: list[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,6 +244,25 @@ def test_adaptive_jobs_grow_under_load_and_shrink_when_idle(tmp_path, monkeypatc
         np.testing.assert_array_equal(
             out["mean_gradient_mmhg"].values[i], want["mean_gradient_mmhg"]
         )
+
+
+def test_a_stage_runs_as_a_slurm_job_through_the_snakemake_plugin(tmp_path):
+    """`isct run CONFIG -- --profile config/clusters/snakemake-slurm TARGET`: the cohort
+    stage is submitted by snakemake-executor-plugin-slurm as a SLURM job, followed with
+    `squeue` (this SLURM keeps no accounting for `sacct`), and writes its outputs."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "isct", "run", str(TINY), "--cores", "1", "--",
+         "--profile", "config/clusters/snakemake-slurm", "results/ci_tiny/cohort_check.csv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    [job_id] = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    job_log = tmp_path / ".snakemake" / "slurm_logs" / "rule_cohort" / f"{job_id}.log"
+    assert job_log.is_file(), log[-3000:]
+    assert "localrule cohort" in job_log.read_text()  # the job ran the stage itself
+    assert (tmp_path / "results" / "ci_tiny" / "cohort.zarr").is_dir()
+    assert not (tmp_path / "results" / "ci_tiny" / "outcomes.zarr").exists()
 
 
 BLOCKER = "isct-test-blocker"
