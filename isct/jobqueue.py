@@ -198,10 +198,14 @@ def _queue_reasons(kind: str, ids: list[str]) -> list[str]:
 
 def _cancel(kind: str, cancel_command: str, ids: list[str], job_name: str | None) -> None:
     """Cancel jobs by id (and, on SLURM, by the run's unique job name); gone jobs are fine."""
-    if ids:
-        subprocess.run([*shlex.split(cancel_command), *ids], capture_output=True, timeout=60)
+    commands = [[*shlex.split(cancel_command), *ids]] if ids else []
     if kind == "slurm" and job_name:
-        subprocess.run(["scancel", f"--name={job_name}"], capture_output=True, timeout=60)
+        commands.append(["scancel", f"--name={job_name}"])
+    for command in commands:
+        try:
+            subprocess.run(command, capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as err:  # no such command here
+            print(f"isct: could not cancel jobs with {shlex.join(command)}: {err}", file=sys.stderr)
 
 
 def _process_start(pid: int) -> float | None:
