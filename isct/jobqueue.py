@@ -255,7 +255,9 @@ def _cancelled(subs: _Submissions) -> str:
     return f"the {n} job(s) submitted ({', '.join(subs.ids)}) are cancelled"
 
 
-def _await_first_worker(cluster, profile: Path, spec, subs: _Submissions, timeout: float):
+def _await_first_worker(
+    cluster, profile: Path, spec, subs: _Submissions, timeout: float, log_dir: Path
+):
     kind = spec["kind"]
     deadline = time.monotonic() + timeout
     while True:
@@ -278,6 +280,14 @@ def _await_first_worker(cluster, profile: Path, spec, subs: _Submissions, timeou
             )
         if time.monotonic() > deadline:
             queued = "; ".join(reasons) or "none in the queue"
+            if any(r.split()[1:2] == ["RUNNING"] for r in reasons) or (subs.ids and not reasons):
+                raise ClusterProfileError(
+                    f"{profile}: key 'options': worker jobs ran ({queued}) but no worker "
+                    f"reached the scheduler within pending_timeout ({timeout:g} s); the job "
+                    f"logs in {log_dir} say why (options.interface: a network the nodes "
+                    f"share with this host; options.python: a Python with isct on the "
+                    f"nodes); {_cancelled(subs)}"
+                )
             raise ClusterProfileError(
                 f"{profile}: key 'pending_timeout' ({timeout:g} s): no worker job started in "
                 f"time (jobs {', '.join(subs.ids) or 'none submitted'}: {queued}). Raise "
@@ -348,11 +358,14 @@ def running_cluster(
     stop = threading.Event()
     cluster = None
     try:
+        log_dir = Path(
+            (spec.get("options") or {}).get("log_directory") or workdir / "logs" / "cluster"
+        )
         cluster = build_cluster(
             profile,
             spec,
             job_name=job_name,
-            log_directory=workdir / "logs" / "cluster",
+            log_directory=log_dir,
             submissions=subs,
         )
         adapt = spec.get("adapt")
@@ -361,7 +374,7 @@ def running_cluster(
         else:
             cluster.scale(jobs=int(spec.get("jobs", 1)))
         timeout = float(spec.get("pending_timeout", DEFAULT_PENDING_TIMEOUT_S))
-        _await_first_worker(cluster, profile, spec, subs, timeout)
+        _await_first_worker(cluster, profile, spec, subs, timeout, log_dir)
         if adapt:
             extra = {k: v for k, v in adapt.items() if k not in ("minimum", "maximum")}
             cluster.adapt(

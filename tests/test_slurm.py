@@ -159,9 +159,9 @@ def test_tiny_trial_on_slurm_workers_survives_a_cancelled_job(tmp_path, tiny_run
 
 def test_a_killed_run_resumes_on_slurm_with_what_is_missing_and_leaves_no_jobs(tmp_path, tiny_run):
     """`isct run` on SLURM workers SIGKILLed (the whole process group) once it has simulated
-    a batch: its worker jobs outlive it. The same command cancels them, runs only the
-    stages and batches that are missing, and leaves no job behind; the stores are
-    bit-identical to a LocalCluster run's."""
+    a batch: its worker jobs outlive it (and finish the batch each holds). The same command
+    cancels them, runs only the stages and batches that are missing, and leaves no job
+    behind; the stores are bit-identical to a LocalCluster run's."""
     run = tmp_path / "run"
     run.mkdir()
     profile = slurm_profile(tmp_path, jobs=2, pending_timeout=120)
@@ -178,10 +178,16 @@ def test_a_killed_run_resumes_on_slurm_with_what_is_missing_and_leaves_no_jobs(t
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
     assert started and record, (tmp_path / "first.log").read_text()[-3000:]
-    done_at_kill = batches_done(outcomes)
-    simulated = (run / "results" / "ci_tiny" / "simulate.json").exists()
     orphans = queued(record["job_name"])
     assert orphans, "the killed run's worker jobs ended by themselves: nothing to clean up"
+    # the orphaned workers finish the task each holds (their regions are kept), then sit idle
+    counts = [batches_done(outcomes)]
+    while len(counts) < 6 or len(set(counts[-6:])) > 1:
+        assert len(counts) < 120, counts
+        time.sleep(0.5)
+        counts.append(batches_done(outcomes))
+    done_at_kill = counts[-1]
+    simulated = (run / "results" / "ci_tiny" / "simulate.json").exists()
 
     second = subprocess.run(isct_run(profile), cwd=run, capture_output=True, text=True,
                             timeout=600)  # fmt: skip
@@ -277,6 +283,9 @@ BLOCKER = "isct-test-blocker"
          "options.account", "account"),
         ("pending past the timeout", {"pending_timeout": 6}, "pending_timeout",
          "no worker job started in time"),
+        ("workers that cannot start", {"pending_timeout": 8,
+         "options": {"python": "/nonexistent/python3"}}, "options",
+         "no worker reached the scheduler"),
     ],
 )  # fmt: skip
 def test_bad_cluster_input_is_one_error_naming_the_key_and_cancels_the_jobs(
