@@ -31,7 +31,11 @@ from isct.engine import simulate
 from isct.jobqueue import JOB_RECORDS
 from models.examples import OrificeModel
 
-pytestmark = pytest.mark.slurm
+pytestmark = [
+    pytest.mark.slurm,
+    # Snakemake marks directory() outputs with this file; zarr rightly ignores it
+    pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp"),
+]
 
 SHIPPED = REPO / "config" / "clusters" / "slurm.yaml"
 #: Stores of a trial whose every variable must be bit-identical to a LocalCluster run.
