@@ -5,14 +5,15 @@ A cheap vectorised model (``models.examples.OrificeModel``) on n patients × 2 a
 started by dask-jobqueue from a cluster profile (default ``config/clusters/slurm.yaml``: 2
 jobs of one single-threaded worker each, so both clusters have 2 workers). Per patient-arm
 overhead = (engine time − the model called once on the whole arrays in this process) / (n ×
-arms), with and without the cluster's start-up; the SLURM/LocalCluster ratio is printed. Each
+arms), for the median of ``--repeats`` simulations (each into a new store) and with the
+cluster's start-up added; the SLURM/LocalCluster ratio is printed. Each
 (cluster, n) runs in a fresh subprocess, so peak RSS (``ru_maxrss``) of the client and of the
 largest worker is comparable between the two sizes.
 
 Needs a reachable SLURM (``tests/cluster/slurm-up.sh`` starts a one-node one as root).
 
 Usage: python benchmarks/bench_slurm.py [--n 1000000] [--small 100000] [--batch-size 50000]
-       [--profile config/clusters/slurm.yaml]
+       [--repeats 3] [--profile config/clusters/slurm.yaml]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ ARMS = [
 ]
 
 
-def run_one(cluster: str, n: int, batch_size: int, profile: str) -> dict:
+def run_one(cluster: str, n: int, batch_size: int, profile: str, repeats: int) -> dict:
     """Measure one (cluster, n) in this process (called in a fresh subprocess)."""
     from isct.cluster import open_client
     from isct.engine import simulate
@@ -55,14 +56,17 @@ def run_one(cluster: str, n: int, batch_size: int, profile: str) -> dict:
         with open_client(profile=profile if cluster == "slurm" else None, n_workers=2) as client:
             client.wait_for_workers(2, timeout=300)
             t_up = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            out = simulate(
-                cohort, "orifice", ARMS, tmp / "out.zarr", client=client,
-                batch_size=batch_size, progress=False,
-            )  # fmt: skip
-            t_run = time.perf_counter() - t1
+            runs = []
+            for k in range(repeats):  # each into a new store; the median is reported
+                t1 = time.perf_counter()
+                out = simulate(
+                    cohort, "orifice", ARMS, tmp / f"out{k}.zarr", client=client,
+                    batch_size=batch_size, progress=False,
+                )  # fmt: skip
+                runs.append(time.perf_counter() - t1)
+            t_run = float(np.median(runs))
             worker_rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        t_total = time.perf_counter() - t0
+        t_total = t_up + t_run  # start-up and one simulation
         client_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         import xarray as xr
 
@@ -104,24 +108,29 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--profile", default=str(REPO / "config" / "clusters" / "slurm.yaml"))
+    parser.add_argument("--repeats", type=int, default=3, help="simulations per cluster")
     parser.add_argument("--one", nargs=2, metavar=("CLUSTER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         cluster, n = args.one[0], int(args.one[1])
-        print(json.dumps(run_one(cluster, n, min(args.batch_size, n), args.profile)))
+        print(json.dumps(run_one(cluster, n, min(args.batch_size, n), args.profile, args.repeats)))
         return
     rows = []
     for n in (args.small, args.n):
         for cluster in ("local", "slurm"):
             proc = subprocess.run(
                 [sys.executable, __file__, "--one", cluster, str(n),
-                 "--batch-size", str(args.batch_size), "--profile", args.profile],
+                 "--batch-size", str(args.batch_size), "--profile", args.profile,
+                 "--repeats", str(args.repeats)],
                 capture_output=True, text=True, cwd=REPO,
             )  # fmt: skip
             if proc.returncode != 0:
                 sys.exit(f"{cluster} n={n} failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"{len(ARMS)} arms, orifice model, batch {args.batch_size}, profile {args.profile}")
+    print(
+        f"{len(ARMS)} arms, orifice model, batch {args.batch_size}, run s = median of "
+        f"{args.repeats} simulations per cluster, profile {args.profile}"
+    )
     print(
         f"{'cluster':>7} {'n':>9} {'workers':>7} {'start s':>8} {'run s':>7} {'direct s':>8} "
         f"{'us/pt-arm run':>13} {'us/pt-arm total':>15} {'client MB':>9} {'worker MB':>9}"
