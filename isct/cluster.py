@@ -3,6 +3,9 @@
 The machine is never part of a trial config. It comes from the command line
 (``isct run --scheduler ADDRESS`` / ``--cluster-profile FILE`` / ``--workers N``), which sets
 the environment variables read by :func:`client_from_env`, so Snakemake rules see it too.
+Cluster profiles (``config/clusters/*.yaml``) are read and checked here
+(:func:`read_profile`); SLURM and PBS workers are started, watched and cancelled by
+:mod:`isct.jobqueue`.
 """
 
 from __future__ import annotations

@@ -214,8 +214,8 @@ def test_a_killed_run_resumes_on_slurm_with_what_is_missing_and_leaves_no_jobs(t
 
 def test_adaptive_jobs_grow_under_load_and_shrink_when_idle(tmp_path, monkeypatch):
     """`adapt: {minimum: 1, maximum: 2}`: one job at rest, two while a simulation has
-    seconds of work queued, one again soon after it ends; the results are those of a
-    LocalCluster run."""
+    seconds of work queued, one again soon after it ends; every value is the model's
+    closed form computed here in one call."""
     monkeypatch.chdir(tmp_path)
     adapt = {"minimum": 1, "maximum": 2, "interval": "500ms", "wait_count": 4}
     profile = slurm_profile(tmp_path, adapt=adapt, pending_timeout=120)
