@@ -3,6 +3,9 @@
 The machine is never part of a trial config. It comes from the command line
 (``isct run --scheduler ADDRESS`` / ``--cluster-profile FILE`` / ``--workers N``), which sets
 the environment variables read by :func:`client_from_env`, so Snakemake rules see it too.
+Cluster profiles (``config/clusters/*.yaml``) are read and checked here
+(:func:`read_profile`); SLURM and PBS workers are started, watched and cancelled by
+:mod:`isct.jobqueue`.
 """
 
 from __future__ import annotations
@@ -16,29 +19,32 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ClusterProfileError
+from .jobqueue import KINDS, SINGLE_THREAD_ENV, build_cluster, running_cluster
 
 __all__ = [
     "ENV_PROFILE",
     "ENV_SCHEDULER",
     "ENV_WORKERS",
-    "local_cluster",
     "client_from_env",
     "jobqueue_cluster",
+    "local_cluster",
     "open_client",
+    "profile_cluster",
+    "read_profile",
 ]
 
 ENV_SCHEDULER = "ISCT_SCHEDULER"
 ENV_PROFILE = "ISCT_CLUSTER_PROFILE"
 ENV_WORKERS = "ISCT_WORKERS"
 
-_JOBQUEUE_KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster"}
-_SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
+#: The keys each kind of profile may hold.
+_PROFILE_KEYS = {
+    "local": {"kind", "n_workers"},
+    "address": {"kind", "address"},
+    **dict.fromkeys(KINDS, {"kind", "jobs", "adapt", "pending_timeout", "options"}),
 }
+_ADAPT_KEYS = {"minimum", "maximum", "interval", "wait_count", "target_duration"}
 
 
 def local_cluster(n_workers: int | None):
@@ -48,7 +54,7 @@ def local_cluster(n_workers: int | None):
 
     n = n_workers or max(1, os.cpu_count() or 1)
     # One thread per worker process: numeric models run single-threaded, in parallel by process.
-    for key, value in _SINGLE_THREAD_ENV.items():
+    for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
     return LocalCluster(
         n_workers=n,
@@ -59,14 +65,78 @@ def local_cluster(n_workers: int | None):
     )
 
 
-def _read_profile(profile: Path) -> dict[str, Any]:
+def _positive_int(profile: Path, key: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ClusterProfileError(
+            f"{profile}: key '{key}' must be an integer >= {low}, got {value!r}"
+        )
+    return value
+
+
+def read_profile(profile: str | os.PathLike) -> dict[str, Any]:
+    """A cluster profile, checked: ``kind`` and the keys of that kind.
+
+    ``kind: local`` (``n_workers``), ``kind: address`` (``address``), ``kind: slurm | pbs``
+    (``options`` for dask-jobqueue; ``jobs: N`` or ``adapt: {minimum, maximum[, interval,
+    wait_count, target_duration]}``; ``pending_timeout`` in seconds). See
+    ``config/clusters/*.yaml``.
+
+    Raises
+    ------
+    ClusterProfileError
+        Naming the file, the key and what is allowed.
+    """
+    profile = Path(profile)
     try:
         spec = yaml.safe_load(profile.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{profile}: cannot read cluster profile ({err})") from err
-    kinds = sorted([*_JOBQUEUE_KINDS, "local", "address"])
+        raise ClusterProfileError(f"{profile}: cannot read cluster profile ({err})") from err
+    kinds = sorted(_PROFILE_KEYS)
     if not isinstance(spec, dict) or spec.get("kind") not in kinds:
-        raise ConfigError(f"{profile}: key 'kind' must be one of {kinds}")
+        raise ClusterProfileError(f"{profile}: key 'kind' must be one of {kinds}")
+    allowed = _PROFILE_KEYS[spec["kind"]]
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ClusterProfileError(
+            f"{profile}: key {unknown[0]!r} is not allowed in a kind {spec['kind']!r} profile; "
+            f"allowed: {sorted(allowed)}"
+        )
+    if spec["kind"] == "address" and "address" not in spec:
+        raise ClusterProfileError(
+            f"{profile}: kind 'address' needs key 'address' (tcp://host:port)"
+        )
+    if "n_workers" in spec:
+        _positive_int(profile, "n_workers", spec["n_workers"])
+    if "jobs" in spec:
+        _positive_int(profile, "jobs", spec["jobs"])
+    if "jobs" in spec and "adapt" in spec:
+        raise ClusterProfileError(
+            f"{profile}: keys 'jobs' and 'adapt' exclude each other: a fixed number of jobs, "
+            "or adapt: {minimum, maximum}"
+        )
+    if "adapt" in spec:
+        adapt = spec["adapt"]
+        if not isinstance(adapt, dict) or not {"minimum", "maximum"} <= set(adapt):
+            raise ClusterProfileError(
+                f"{profile}: key 'adapt' needs 'minimum' and 'maximum' (jobs)"
+            )
+        unknown = sorted(set(adapt) - _ADAPT_KEYS)
+        if unknown:
+            raise ClusterProfileError(
+                f"{profile}: key 'adapt.{unknown[0]}' is not allowed; allowed: {sorted(_ADAPT_KEYS)}"
+            )
+        low = _positive_int(profile, "adapt.minimum", adapt["minimum"], low=0)
+        _positive_int(profile, "adapt.maximum", adapt["maximum"], low=max(1, low))
+    if "pending_timeout" in spec:
+        value = spec["pending_timeout"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ClusterProfileError(
+                f"{profile}: key 'pending_timeout' must be a number of seconds > 0, got {value!r}"
+            )
+    if "options" in spec and not isinstance(spec["options"], dict):
+        raise ClusterProfileError(
+            f"{profile}: key 'options' must be a mapping of {spec['kind']} options"
+        )
     return spec
 
 
@@ -74,48 +144,45 @@ def jobqueue_cluster(profile: str | os.PathLike) -> Any:
     """The dask-jobqueue cluster a ``kind: slurm | pbs`` profile describes (no jobs started).
 
     Worker processes are single-threaded (``processes = cores`` unless the profile says
-    otherwise) and their job script exports ``OMP_NUM_THREADS=1`` and friends.
+    otherwise) and their job script exports ``OMP_NUM_THREADS=1`` and friends. To run jobs,
+    use :func:`open_client` (or ``isct run --cluster-profile``), which also waits for them,
+    replaces lost ones and cancels them at the end (:mod:`isct.jobqueue`).
 
     Raises
     ------
-    ConfigError
+    ClusterProfileError
         If the profile is unreadable, of another kind, or has options the cluster rejects.
     """
     profile = Path(profile)
-    spec = _read_profile(profile)
-    kind = spec["kind"]
-    if kind not in _JOBQUEUE_KINDS:
-        raise ConfigError(
-            f"{profile}: kind {kind!r} is not a job-queue cluster; allowed: {sorted(_JOBQUEUE_KINDS)}"
+    spec = read_profile(profile)
+    if spec["kind"] not in KINDS:
+        raise ClusterProfileError(
+            f"{profile}: kind {spec['kind']!r} is not a job-queue cluster; allowed: {sorted(KINDS)}"
         )
-    import dask_jobqueue
-
-    cluster_cls = getattr(dask_jobqueue, _JOBQUEUE_KINDS[kind])
-    options: dict[str, Any] = dict(spec.get("options", {}))
-    options.setdefault("processes", options.get("cores", 1))
-    options.setdefault(
-        "job_script_prologue", [f"export {k}={v}" for k, v in _SINGLE_THREAD_ENV.items()]
-    )
-    try:
-        return cluster_cls(**options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"{profile}: key 'options' is not accepted by {cluster_cls.__name__}: {err}"
-        ) from err
+    return build_cluster(profile, spec)
 
 
-def _cluster_from_profile(profile: Path) -> tuple[Any, str | None]:
-    spec = _read_profile(profile)
+@contextlib.contextmanager
+def profile_cluster(
+    profile: str | os.PathLike, workdir: str | os.PathLike = "."
+) -> Iterator[tuple[Any, str | None]]:
+    """``(cluster, address)`` of a profile, started; what was started is closed on exit.
+
+    ``kind: address`` gives ``(None, address)``; the other kinds a running cluster and None.
+    Job-queue clusters are started by :func:`isct.jobqueue.running_cluster` with ``workdir``
+    as the run directory.
+    """
+    profile = Path(profile)
+    spec = read_profile(profile)
     kind = spec["kind"]
-    if kind == "local":
-        return local_cluster(spec.get("n_workers")), None
     if kind == "address":
-        if "address" not in spec:
-            raise ConfigError(f"{profile}: kind 'address' needs key 'address' (tcp://host:port)")
-        return None, spec["address"]
-    cluster = jobqueue_cluster(profile)
-    cluster.scale(jobs=int(spec.get("jobs", 1)))
-    return cluster, None
+        yield None, spec["address"]
+    elif kind == "local":
+        with local_cluster(spec.get("n_workers")) as cluster:
+            yield cluster, None
+    else:
+        with running_cluster(profile, spec, workdir) as cluster:
+            yield cluster, None
 
 
 @contextlib.contextmanager
@@ -133,24 +200,20 @@ def open_client(
         Address of a running scheduler (``tcp://host:8786``). Takes precedence.
     profile : path, optional
         YAML cluster profile (``kind: local | address | slurm | pbs``; see ``config/clusters/``).
+        A job-queue profile's jobs run with the working directory as run directory.
     n_workers : int, optional
         Worker processes of the embedded LocalCluster (default: one per core).
     """
     from distributed import Client
 
-    cluster = None
-    address = scheduler
-    if address is None and profile is not None:
-        cluster, address = _cluster_from_profile(Path(profile))
-    if address is None and cluster is None:
-        cluster = local_cluster(n_workers)
-    client = Client(address) if address is not None else Client(cluster)
-    try:
+    with contextlib.ExitStack() as stack:
+        cluster, address = None, scheduler
+        if address is None and profile is not None:
+            cluster, address = stack.enter_context(profile_cluster(profile))
+        if address is None and cluster is None:
+            cluster = stack.enter_context(local_cluster(n_workers))
+        client = stack.enter_context(Client(address) if address is not None else Client(cluster))
         yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def client_from_env() -> contextlib.AbstractContextManager[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BundleError",
+    "ClusterProfileError",
     "ConfigError",
     "IsctError",
     "LockInstallError",
@@ -19,6 +20,11 @@ class IsctError(Exception):
 
 class ConfigError(IsctError, ValueError):
     """A trial config (or a file it names) is invalid; the message names file, key and allowed values."""
+
+
+class ClusterProfileError(ConfigError):
+    """A cluster profile is invalid, or the batch system refused or never started its jobs;
+    the message names the profile and its key, and the jobs submitted were cancelled."""
 
 
 class StoreMismatchError(IsctError):

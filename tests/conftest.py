@@ -4,11 +4,16 @@
 * :func:`synthetic_trial` — a small cohort and outcomes with the shapes of a trial's stores;
 * :func:`orifice_cohort` — patients for the closed-form ``orifice`` example model;
 * ``cluster`` / ``client`` — a real two-worker Dask ``LocalCluster`` per test module;
-* ``tiny_run`` — one clean run of the tiny trial (the whole DAG) per session.
+* ``tiny_run`` — one clean run of the tiny trial (the whole DAG) per session;
+* the ``slurm`` marker: such a test skips, saying why, when no SLURM is reachable, and fails
+  instead under ``CI=true`` (where ``.ci/run`` starts one with ``tests/cluster/slurm-up.sh``).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +162,39 @@ def tiny_run(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return workdir
+
+
+@functools.cache
+def slurm_unreachable() -> str | None:
+    """Why no SLURM can run a job here, or None when a partition has a node ready for one."""
+    missing = [c for c in ("sinfo", "sbatch", "squeue", "scancel") if shutil.which(c) is None]
+    if missing:
+        return f"no SLURM commands on PATH ({', '.join(missing)} missing)"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 20 s (is slurmctld running?)"
+    if proc.returncode != 0:
+        return f"sinfo failed: {' '.join(proc.stderr.split())[:300]}"
+    ready = {"idle", "mixed", "allocated", "completing"}
+    if not any(line.split()[1:] and line.split()[1] in ready and line.startswith("up")
+               for line in proc.stdout.splitlines()):  # fmt: skip
+        return f"no partition is up with a node ready (sinfo: {' '.join(proc.stdout.split())})"
+    return None
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("slurm") is None:
+        return
+    reason = slurm_unreachable()
+    if reason is None:
+        return
+    message = (
+        f"no SLURM reachable: {reason}; start a one-node SLURM with tests/cluster/slurm-up.sh "
+        "(as root)"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} [CI=true: the slurm tests must run, not skip]", pytrace=False)
+    pytest.skip(message)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from conftest import orifice_cohort
 
 from isct.cli import main
 from isct.cluster import ENV_SCHEDULER, client_from_env, open_client
-from isct.errors import ConfigError
+from isct.errors import ClusterProfileError, ConfigError
 from isct.evaluator import EngineEvaluator
 from isct.stages.uq import model_events
 
@@ -206,10 +208,15 @@ def test_isct_cohort_bad_spec_is_one_clear_message(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["slurm", "pbs"])
 def test_jobqueue_profiles_make_single_threaded_worker_jobs(name, tmp_path):
+    """The shipped profiles build as they are (site keys are commented placeholders); a job
+    of 4 cores runs 4 single-threaded worker processes with the submitter's PYTHONPATH."""
     from isct.cluster import jobqueue_cluster
 
-    spec = yaml.safe_load((REPO_ROOT / "config" / "clusters" / f"{name}.yaml").read_text())
+    shipped = (REPO_ROOT / "config" / "clusters" / f"{name}.yaml").read_text()
+    assert "# queue:" in shipped and "# account: ACCOUNT" in shipped  # placeholders only
+    spec = yaml.safe_load(shipped)
     spec["options"]["scheduler_options"] = {"host": "127.0.0.1"}  # test on loopback only
+    spec["options"]["cores"] = 4
     profile = tmp_path / f"{name}.yaml"
     profile.write_text(yaml.safe_dump(spec))
     cluster = jobqueue_cluster(profile)
@@ -217,10 +224,35 @@ def test_jobqueue_profiles_make_single_threaded_worker_jobs(name, tmp_path):
         script = cluster.job_script()
     finally:
         cluster.close()
-    assert "--nthreads 1" in script and "--nworkers 16" in script
+    assert "--nthreads 1" in script and "--nworkers 4" in script
     assert "export OMP_NUM_THREADS=1" in script
-    assert ("#SBATCH -p compute" if name == "slurm" else "#PBS -q workq") in script
+    assert sys.executable in script  # the submitting interpreter
+    if os.environ.get("PYTHONPATH"):
+        assert "export PYTHONPATH=" in script
+    assert ("#SBATCH -p" if name == "slurm" else "#PBS -q") not in script  # site default
     spec["options"]["no_such_option"] = 1
     profile.write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match=f"{name}.yaml: key 'options'"):
         jobqueue_cluster(profile)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"jobs": 2, "adapt": {"minimum": 1, "maximum": 2}}, "keys 'jobs' and 'adapt' exclude"),
+        ({"adapt": {"minimum": 1}}, "key 'adapt' needs 'minimum' and 'maximum'"),
+        ({"adapt": {"minimum": 3, "maximum": 2}}, "key 'adapt.maximum' must be an integer >= 3"),
+        ({"adapt": {"minimum": 0, "maximum": 2, "every": 1}}, "key 'adapt.every' is not allowed"),
+        ({"jobs": 0}, "key 'jobs' must be an integer >= 1"),
+        ({"pending_timeout": -1}, "key 'pending_timeout' must be a number of seconds > 0"),
+        ({"n_workers": 2}, "key 'n_workers' is not allowed in a kind 'slurm' profile"),
+    ],
+)
+def test_a_bad_jobqueue_profile_is_one_error_naming_the_key(change, message, tmp_path):
+    from isct.cluster import read_profile
+
+    spec = {"kind": "slurm", "options": {"cores": 1}, **change}
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ClusterProfileError, match=re.escape(f"{profile}: {message}")):
+        read_profile(profile)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isct.cli import _split_snakemake_args, main
+from isct.cli import _snakemake_profiles_found, _split_snakemake_args, _stage_executor, main
 from isct.resources import workflow_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +41,19 @@ def test_a_missing_config_names_both_places_looked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope.yaml: no such trial config" in err and str(workflow_dir() / "nope.yaml") in err
     assert not (tmp_path / ".snakemake").exists()
+
+
+def test_snakemake_profile_folders_are_found_and_name_the_stage_executor(tmp_path, monkeypatch):
+    """`-- --profile config/clusters/snakemake-slurm` works from any directory (Snakemake runs
+    in the run directory): the folder is made absolute; its `executor` (or `--executor`)
+    tells `isct run` that stages run as batch jobs, so it starts no LocalCluster for them."""
+    monkeypatch.chdir(tmp_path)
+    argv = _snakemake_profiles_found(["--profile", "config/clusters/snakemake-slurm", "-j", "2"])
+    assert argv[1] == str(workflow_dir() / "config" / "clusters" / "snakemake-slurm")
+    assert _stage_executor(argv) == "slurm"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.yaml").write_text("jobs: 4\n")
+    argv = _snakemake_profiles_found(["--workflow-profile", "mine"])
+    assert argv[1] == str(tmp_path / "mine") and _stage_executor(argv) == "local"
+    assert _stage_executor(["--executor=slurm"]) == _stage_executor(["-e", "slurm"]) == "slurm"
+    assert _snakemake_profiles_found(["--profile", "by-name"]) == ["--profile", "by-name"]
