@@ -8,19 +8,16 @@ cohort, inspect, verify; make a key, bundle a trial for submission, replay a bun
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, local_cluster, profile_cluster
+from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS
 from .errors import ConfigError, IsctError
-from .jobqueue import cancel_stale_jobs
-from .locks import clear_stale_locks, run_recorded
-from .resources import default_config, snakefile, workflow_dir
-from .trial import load_config
+from .resources import default_config, workflow_dir
+from .runner import run_snakemake
 
 __all__ = ["build_parser", "main"]
 
@@ -56,165 +53,14 @@ def _config_path(given: str | None) -> Path:
     return default_config() if given is None else _builtin_or_given(given, "trial config")
 
 
-def _snakemake(args: argparse.Namespace, target: str | None = None) -> int:
-    config_path = _config_path(args.config)
-    workdir = Path(args.directory).resolve()
-    # every config problem is reported here, before any work
-    config = load_config(config_path, workdir=workdir)
-    env = _machine_env(args)
-    args.snakemake_args = _snakemake_profiles_found(args.snakemake_args)
-    targets = [target.format(trial=config["trial"]["name"])] if target else []
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(snakefile()),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config_path),
-        "--cores",
-        str(args.cores),
-        "--rerun-incomplete",
-        "--show-failed-logs",
-        # the rules' run: blocks run in Snakemake's own process, not one new process each
-        # (isct.stages.running_stage)
-        "--force-use-threads",
-        *(["--dry-run"] if args.dry_run else []),
-        *(["--forceall"] if args.forceall else []),
-        *args.snakemake_args,
-        *targets,
-    ]
-    workdir.mkdir(parents=True, exist_ok=True)
-    _clear_stale_locks(workdir, args)
-    _cancel_stale_jobs(workdir)
-    with _shared_cluster(args, env) as env:
-        return run_recorded(cmd, workdir=workdir, env=env)
-
-
-#: Snakemake arguments that run no job: no cluster is started for them.
-_NO_JOBS = ("--unlock", "-n", "--dry-run", "--dryrun", "--lint", "--list", "-l", "--summary")
-#: Snakemake executors that run jobs on this machine.
-_LOCAL_EXECUTORS = ("local", "dryrun", "touch")
-
-
-def _snakemake_option(argv: list[str], *names: str) -> str | None:
-    """The value of a Snakemake option (``--name VALUE`` or ``--name=VALUE``) in ``argv``."""
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == name and i + 1 < len(argv):
-                return argv[i + 1]
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
-
-
-def _snakemake_profiles_found(argv: list[str]) -> list[str]:
-    """``argv`` with each ``--profile``/``--workflow-profile`` folder that exists here or in
-    isct's workflow folder (``config/clusters/snakemake-slurm``) made absolute: Snakemake runs
-    in the run directory, where a relative folder would not be found. Profile names Snakemake
-    looks up itself (``~/.config/snakemake/<name>``) pass unchanged."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg in ("--profile", "--workflow-profile") and i + 1 < len(out):
-            given = Path(out[i + 1])
-            for folder in (given, workflow_dir() / given):
-                if not given.is_absolute() and folder.is_dir():
-                    out[i + 1] = str(folder.resolve())
-                    break
-    return out
-
-
-def _stage_executor(argv: list[str]) -> str:
-    """The Snakemake executor of the stage jobs: ``--executor``/``-e``, else the ``executor``
-    of a ``--profile``/``--workflow-profile`` folder's ``config.yaml``, else ``local``."""
-    executor = _snakemake_option(argv, "--executor", "-e")
-    if executor:
-        return executor
-    for option in ("--profile", "--workflow-profile"):
-        folder = _snakemake_option(argv, option)
-        if folder and (Path(folder) / "config.yaml").is_file():
-            import yaml
-
-            spec = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
-            if spec.get("executor"):
-                return str(spec["executor"])
-    return "local"
-
-
-@contextlib.contextmanager
-def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
-    """One cluster for every stage of this run.
-
-    Without a cluster to connect to, each stage would start a cluster and warm its workers
-    up (imports, compiled model code) again, and with a job-queue profile submit and wait
-    for its own batch jobs. Unless the command line
-    or the environment names a scheduler, or Snakemake is asked to run no job, ``isct run``
-    starts one cluster, the profile's (``--cluster-profile``: local, SLURM or PBS jobs) or
-    an embedded LocalCluster of ``--workers`` (or ``--cores``) single-threaded worker
-    processes, and hands its address to every stage (``ISCT_SCHEDULER``). It closes when the
-    run ends, cancelling its batch jobs; a LocalCluster of a run killed hard goes with it
-    (its workers are child processes), the batch jobs of such a run are cancelled by the
-    next run in the directory (:func:`isct.jobqueue.cancel_stale_jobs`).
-
-    When the stages themselves run as batch jobs (a Snakemake executor such as ``slurm``)
-    no LocalCluster is started here, on the submit host: each stage job starts its own in
-    its allocation, unless a cluster profile's workers (reached from every job) serve them all.
-    """
-    if args.dry_run or env.get(ENV_SCHEDULER) or any(a in _NO_JOBS for a in args.snakemake_args):
-        yield env
-        return
-    workdir = Path(args.directory).resolve()
-    # the workers (and any worker the nanny restarts, any batch job) work in the run
-    # directory, as the stages do
-    with contextlib.chdir(workdir), contextlib.ExitStack() as stack:
-        if env.get(ENV_PROFILE):
-            cluster, address = stack.enter_context(profile_cluster(env[ENV_PROFILE], workdir))
-            address = address or cluster.scheduler_address
-        elif _stage_executor(args.snakemake_args) in _LOCAL_EXECUTORS:
-            cluster = stack.enter_context(local_cluster(int(env.get(ENV_WORKERS) or args.cores)))
-            address = cluster.scheduler_address
-        else:
-            address = None
-        yield {**env, ENV_SCHEDULER: address} if address else env
-
-
-def _cancel_stale_jobs(workdir: Path) -> None:
-    cancelled = cancel_stale_jobs(workdir)
-    if cancelled:
-        print(
-            f"isct: cancelled the batch jobs left by a run in {workdir} that no live process "
-            f"holds (killed hard?): {'; '.join(cancelled)}",
-            file=sys.stderr,
-        )
-
-
-def _clear_stale_locks(workdir: Path, args: argparse.Namespace) -> None:
-    locks = clear_stale_locks(workdir)
-    if locks.removed:
-        names = ", ".join(p.name for p in locks.removed)
-        print(
-            f"isct: removed stale Snakemake locks in {workdir / '.snakemake' / 'locks'} left "
-            f"by a run that no live process holds (killed hard?): {names}",
-            file=sys.stderr,
-        )
-    if locks.kept and "--unlock" not in args.snakemake_args:
-        config = f" {args.config}" if args.config else ""
-        print(
-            f"isct: note: {workdir / '.snakemake' / 'locks'} holds locks isct cannot show to be "
-            f"stale ({'; '.join(locks.reasons)}). If no other run is active in {workdir}, "
-            f"`isct {args.command}{config} --directory {workdir} -- --unlock` clears them.",
-            file=sys.stderr,
-        )
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _snakemake(args)
+    return run_snakemake(args, _config_path(args.config), _machine_env(args))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    return _snakemake(args, "results/{trial}/simulate.json")
+    return run_snakemake(
+        args, _config_path(args.config), _machine_env(args), "results/{trial}/simulate.json"
+    )
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

@@ -47,22 +47,30 @@ _PROFILE_KEYS = {
 _ADAPT_KEYS = {"minimum", "maximum", "interval", "wait_count", "target_duration"}
 
 
-def local_cluster(n_workers: int | None):
+def local_cluster(n_workers: int | None, *, wait: bool = True):
     """An embedded LocalCluster of ``n_workers`` single-threaded worker processes (default:
-    one per core)."""
+    one per core).
+
+    With ``wait=False`` it returns as soon as the scheduler listens and the workers start in
+    the background (they join as they come up; tasks wait for them): ``isct run`` starts
+    Snakemake meanwhile, instead of waiting ≈ 1.5 s for the workers first.
+    """
     from distributed import LocalCluster
 
     n = n_workers or max(1, os.cpu_count() or 1)
     # One thread per worker process: numeric models run single-threaded, in parallel by process.
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
-    return LocalCluster(
-        n_workers=n,
+    cluster = LocalCluster(
+        n_workers=n if wait else 0,
         threads_per_worker=1,
         processes=True,
         dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
+    if not wait:
+        cluster.scale(n)
+    return cluster
 
 
 def _positive_int(profile: Path, key: str, value: Any, low: int = 1) -> int:

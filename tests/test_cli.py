@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isct.cli import _snakemake_profiles_found, _split_snakemake_args, _stage_executor, main
+from isct.cli import _split_snakemake_args, main
 from isct.resources import workflow_dir
+from isct.runner import _snakemake_profiles_found, _stage_executor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = REPO_ROOT / "tests" / "data" / "tiny.yaml"
