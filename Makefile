@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml setup.py
 trial: $(STAMP)
 	$(BIN)/isct run $(CONFIG) --cores $(CORES)
 
-test: $(STAMP)
+# The tests also send stages to SLURM (the optional `slurm` extra); `make trial` needs no extra.
+$(VENV)/.slurm-stamp: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[slurm]"
+	touch $@
+
+test: $(STAMP) $(VENV)/.slurm-stamp
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
