@@ -39,7 +39,7 @@ class BuildPyWithWorkflow(build_py):
             else:
                 shutil.copy2(source, target / name)
         env = (ROOT / "environment.yml").read_text()
-        editable = "- -e .[test,dev]"
+        editable = "- -e .[test,dev,slurm]"
         if editable not in env:
             raise RuntimeError(f"environment.yml: no line '{editable}' to replace")
         version = self.distribution.get_version()

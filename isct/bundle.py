@@ -44,7 +44,7 @@ from .merkle import SCHEME, merkle_root, patient_leaves
 from .provenance import MANIFEST_NAME, ManifestError, check_manifest, hash_path
 from .resources import data_root, workflow_dir
 from .signing import fingerprint, load_public_key, public_pem, sign, verify_signature
-from .verify import locator
+from .verify import locator, run_directory
 
 __all__ = ["Bundle", "open_bundle", "pack", "seal", "write_bundle"]
 
@@ -285,12 +285,7 @@ def write_bundle(
         pip cannot fetch a locked package.
     """
     results = Path(results_dir).resolve()
-    if root is not None:
-        run_dir: Path | None = Path(root).resolve()
-    elif results.parent.name == "results":
-        run_dir = results.parent.parent
-    else:
-        run_dir = None
+    run_dir = run_directory(results, root)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     house = Path(wheelhouse) if wheelhouse else cache / "isct" / "wheels"
     with tempfile.TemporaryDirectory(prefix="isct-bundle-") as tmp:

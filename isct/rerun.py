@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +28,9 @@ import zarr
 
 from .environment import platform_record, read_lock
 from .jsonio import write_json
+from .provenance import package_versions
 from .trial import load_config
 from .verify import rerun_patients, stored_model
-
-
-def _installed(names) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def main(request_path: str) -> int:
@@ -57,7 +47,7 @@ def main(request_path: str) -> int:
         "version_ran": str(model.version),
         "model_file": inspect.getsourcefile(type(model)),
         "platform": platform_record(),
-        "packages": _installed(read_lock(request["lock"])),
+        "packages": package_versions(tuple(read_lock(request["lock"]))),
         "python_executable": sys.executable,
         "refused": None,
         "tables": [],

@@ -323,6 +323,16 @@ def _same(stored: np.ndarray, values: np.ndarray) -> np.ndarray:
     return stored == values
 
 
+def run_directory(results: Path, root: str | os.PathLike | None) -> Path | None:
+    """Where the manifest's entries outside the results folder are looked up: ``root`` if
+    given, else the run directory above ``results/<trial>``, else none."""
+    if root is not None:
+        return Path(root).resolve()
+    if results.parent.name == "results":
+        return results.parent.parent
+    return None
+
+
 def locator(
     results: Path, manifest: dict[str, Any], root: Path | None, *, strict: bool
 ) -> Callable[[str, str], Path | None]:
@@ -404,12 +414,7 @@ def verify(
         If the manifest cannot be read, or the folder has no cohort or outcomes store.
     """
     results = Path(results_dir).resolve()
-    if root is not None:
-        run_dir: Path | None = Path(root).resolve()
-    elif results.parent.name == "results":
-        run_dir = results.parent.parent
-    else:
-        run_dir = None
+    run_dir = run_directory(results, root)
     target = results / MANIFEST_NAME
     try:
         manifest = read_json(target, "manifest", ManifestError)

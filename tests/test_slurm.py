@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import xarray as xr
 import yaml
@@ -144,9 +145,25 @@ def test_tiny_trial_on_slurm_workers_survives_a_cancelled_job(tmp_path, tiny_run
                 "no Dask stage started"
             )
             victim = record["job_ids"][1]
+            # the stages (the Snakemake process) wait while the run's cluster, in the isct
+            # process, notices the lost job and submits its replacement: however quickly
+            # the rest of the trial would run, the replacement is seen while the run lasts
+            stages = next(
+                c for c in psutil.Process(proc.pid).children() if "snakemake" in c.cmdline()
+            )
             subprocess.run(["scancel", victim], check=True)
             assert wait_for(lambda: job_fields(victim)["JobState"] == "CANCELLED", 30)
-            while proc.poll() is None:  # collect the ids the run submits (the replacement)
+            stages.suspend()
+            try:
+                replaced = wait_for(
+                    lambda: len(set((job_record(run) or {}).get("job_ids", [])) - {victim}) >= 2,
+                    120,
+                )
+                seen_ids.update((job_record(run) or {}).get("job_ids", []))
+            finally:
+                stages.resume()
+            assert replaced, f"the cancelled job was not replaced: {job_record(run)}"
+            while proc.poll() is None:  # collect the ids the run submits
                 seen_ids.update((job_record(run) or {}).get("job_ids", []))
                 time.sleep(0.5)
         finally:
