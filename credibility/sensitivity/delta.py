@@ -8,7 +8,7 @@ i.i.d. rows of the joint distribution (with its copula); with a cohort, skip it.
 Rows with a non-finite output are dropped per output column.
 
 ``delta`` is SALib's bias-reduced estimator on the data as given ("raw" bootstrap; its
-densities computed by :mod:`._delta_kernel`, about 20x faster, equal to 1e-12), so with
+densities computed by :mod:`._delta_kernel`, 5-6x faster, equal to 1e-12), so with
 dependent inputs it measures each input's influence *including* that carried by correlated
 inputs. ``S1`` is the given-data first-order Sobol index (correlation ratio, Plischke et al.
 2013). ``*_conf`` are bootstrap half-widths.
@@ -59,7 +59,7 @@ def salib_delta_column(
 ) -> np.ndarray:
     """Reference: ``delta, delta_conf, S1, S1_conf`` (rows) of each input (columns) by SALib's
     own estimator functions, drawing from numpy's global RNG in the order :func:`analyze`
-    does. For known-answer checks and benchmarks of the compiled kernels; ~20x slower."""
+    does. For known-answer checks and benchmarks of the compiled kernels; 5-6x slower."""
     from SALib.analyze import delta as salib
 
     n, d = X.shape
