@@ -159,3 +159,11 @@ def test_wheel_in_a_fresh_venv_runs_the_tiny_trial_in_its_working_directory(tmp_
     )
     for name in ("status", "mean_gradient_mmhg", "eoa_cm2", "ppm_class"):
         np.testing.assert_array_equal(wheel_outcomes[name].values, source_outcomes[name].values)
+
+
+def test_ci_and_cluster_scripts_parse():
+    """`.ci/run` and the SLURM set-up script are valid bash (a broken `.ci/run` fails CI
+    before any test runs)."""
+    for script in (".ci/run", "tests/cluster/slurm-up.sh"):
+        proc = subprocess.run(["bash", "-n", script], capture_output=True, text=True, cwd=REPO_ROOT)
+        assert proc.returncode == 0, f"{script}: {proc.stderr}"
