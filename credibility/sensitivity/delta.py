@@ -32,7 +32,6 @@ import xarray as xr
 
 from credibility._problem import Problem
 from credibility.sensitivity._common import apply_columns, as_outputs, names_of, z_value
-from credibility.sensitivity._delta_kernel import delta_hats, sobol_firsts
 from credibility.sensitivity._given import given_data_sample, given_inputs
 
 __all__ = ["analyze", "salib_delta_column", "sample"]
@@ -85,6 +84,9 @@ def _delta_column(
     partition size and its resamples, drawn in its order from the same RNG; the densities are
     evaluated by the compiled kernels of :mod:`._delta_kernel` (Plischke et al. 2013).
     """
+    # compiled on first use (numba), not when credibility is imported
+    from credibility.sensitivity._delta_kernel import delta_hats, sobol_firsts
+
     n, d = X.shape
     res = {k: np.full(d, np.nan) for k in ("delta", "delta_conf", "S1", "S1_conf")}
     if n < 20 or np.ptp(y) == 0:
