@@ -35,6 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import make_cohort  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _shown(path: str) -> str:
+    """A path as the repository sees it (relative inside the checkout)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path
+
+
 ARMS = [
     {"name": "small", "device": {"eoa_cm2": 1.2}},
     {"name": "large", "device": {"eoa_cm2": 1.8}},
@@ -129,7 +137,7 @@ def main() -> None:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(
         f"{len(ARMS)} arms, orifice model, batch {args.batch_size}, run s = median of "
-        f"{args.repeats} simulations per cluster, profile {args.profile}"
+        f"{args.repeats} simulations per cluster, profile {_shown(args.profile)}"
     )
     print(
         f"{'cluster':>7} {'n':>9} {'workers':>7} {'start s':>8} {'run s':>7} {'direct s':>8} "
