@@ -41,7 +41,7 @@ from .environment import dependency_closure, platform_record, write_lock
 from .errors import BundleError, SignatureError
 from .jsonio import read_json
 from .merkle import SCHEME, merkle_root, patient_leaves
-from .provenance import MANIFEST_NAME, ManifestError, check_manifest, hash_path
+from .provenance import MANIFEST_NAME, ManifestError, check_manifest, hash_path, sha256_file
 from .resources import data_root, workflow_dir
 from .signing import fingerprint, load_public_key, public_pem, sign, verify_signature
 from .verify import locator, run_directory
@@ -217,14 +217,16 @@ def _tree(results: Path) -> tuple[list[Any], list[str]]:
     return ids, patient_leaves(results)
 
 
+def _signed_files(root: Path) -> dict[str, Path]:
+    """Every file under ``root`` the index hashes (all but the index, signature and key)."""
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+    return {rel: p for rel, p in files.items() if rel not in _UNSIGNED}
+
+
 def seal(staging: str | os.PathLike, index: dict[str, Any], key) -> None:
     """Hash every file of ``staging`` into ``index``, write it and sign it with ``key``."""
     staging = Path(staging)
-    files = {}
-    for p in sorted(staging.rglob("*")):
-        rel = p.relative_to(staging).as_posix()
-        if p.is_file() and rel not in _UNSIGNED:
-            files[rel] = hash_path(p)["sha256"]
+    files = {rel: sha256_file(p) for rel, p in _signed_files(staging).items()}
     index = {**index, "files": files}
     data = (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
     (staging / INDEX).write_bytes(data)
@@ -360,18 +362,14 @@ def open_bundle(
     if index.get("format") != FORMAT:
         raise BundleError(f"{path}: {INDEX} key 'format' is {index.get('format')!r}, not {FORMAT}")
     recorded = index["files"]
-    present = {
-        p.relative_to(dest).as_posix(): p
-        for p in sorted(dest.rglob("*"))
-        if p.is_file() and p.relative_to(dest).as_posix() not in _UNSIGNED
-    }
+    present = _signed_files(dest)
     problems = []
     for rel in sorted(set(recorded) | set(present)):
         if rel not in present:
             problems.append(f"missing: {rel}")
         elif rel not in recorded:
             problems.append(f"added: {rel}")
-        elif hash_path(present[rel])["sha256"] != recorded[rel]:
+        elif sha256_file(present[rel]) != recorded[rel]:
             problems.append(f"modified: {rel}")
     if problems:
         shown = "; ".join(problems[:10]) + ("; …" if len(problems) > 10 else "")

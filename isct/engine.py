@@ -27,7 +27,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from models import STATUS, STATUS_FLAG_MEANINGS, Model, get_model, run_batch
 from .errors import ConfigError, SimulationIncompleteError, StoreMismatchError
 from .jsonio import canonical
 
-__all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "prefix_store", "simulate"]
+__all__ = ["DEFAULT_BATCH_SIZE", "expand_arms", "prefix_store", "simulate", "written_in_place"]
 
 log = logging.getLogger("isct.engine")
 
@@ -379,12 +379,8 @@ def simulate(
             "settings_json": canonical(settings),
             "batch_size": batch_size,
         }
-        # the skeleton is written beside the store and renamed into place: a run killed while
-        # writing it leaves no half store behind
-        partial = out.with_name(out.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        _template(partial, model_obj, arms, patient, batch_size, extra_dims, attrs)
-        partial.rename(out)
+        with written_in_place(out) as partial:
+            _template(partial, model_obj, arms, patient, batch_size, extra_dims, attrs)
 
     n_batch = math.ceil(n / batch_size)
     done = zarr.open_group(out, mode="r")["batch_done"][:] == 1
@@ -428,6 +424,18 @@ def simulate(
             + "\n  ".join(failures[:10])
         )
     return xr.open_zarr(out, consolidated=False)
+
+
+@contextlib.contextmanager
+def written_in_place(out: str | os.PathLike) -> Iterator[Path]:
+    """A path beside the store ``out`` to write it to, renamed to ``out`` when the block ends:
+    a run killed while writing leaves no half store at ``out`` (an old one stays whole)."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    yield partial
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
 
 
 def prefix_store(
@@ -480,14 +488,11 @@ def prefix_store(
             sub[name] = var.chunk(dict(zip(var.dims, chunks, strict=True)))
             encoding[name] = {"chunks": chunks, "fill_value": fill}
     sub.attrs = {**full.attrs, "isct_identity": canonical(identity)}
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     import dask
 
-    with dask.config.set(scheduler="threads"):  # a local copy, not work for a cluster
+    # a local copy, not work for a cluster
+    with dask.config.set(scheduler="threads"), written_in_place(out) as partial:
         sub.to_zarr(partial, mode="w", consolidated=False, encoding=encoding)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
     return xr.open_zarr(out, consolidated=False)
 
 

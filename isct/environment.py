@@ -18,7 +18,6 @@ compiler (llvmlite) targets.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BundleError, LockInstallError
+from .provenance import sha256_file
 
 __all__ = [
     "dependency_closure",
@@ -99,11 +99,6 @@ def _file_pin(path: Path) -> tuple[str, str] | None:
     return _norm(name), str(version)
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def write_lock(
     path: str | os.PathLike, wheelhouse: str | os.PathLike, pins: dict[str, str] | None = None
 ) -> dict[str, dict[str, str]]:
@@ -158,7 +153,7 @@ def write_lock(
                 f"to hash them:\n{(proc.stderr or proc.stdout)[-1500:]}"
             )
     locked = {
-        n: {"version": v, "file": files[n, v].name, "sha256": _sha256(files[n, v])}
+        n: {"version": v, "file": files[n, v].name, "sha256": sha256_file(files[n, v])}
         for n, v in pins.items()
     }
     head = (

@@ -109,7 +109,7 @@ class EngineEvaluator:
         digest = hashlib.sha256(X.tobytes() + repr(self.parameters).encode()).hexdigest()[:16]
         store = self.runs_dir / f"eval-{digest}.zarr"
 
-        ds = simulate(
+        simulate(
             self._rows_cohort(X),
             self.model,
             self.arms,

@@ -34,6 +34,7 @@ __all__ = [
     "check_manifest",
     "hash_path",
     "package_versions",
+    "sha256_file",
     "source_path",
     "verify_hashes",
     "write_manifest",
@@ -102,7 +103,8 @@ class Mismatch:
         return f"{self.kind}: {self.file} ({self.entry}, recorded as {self.path})"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of one file's bytes (hex)."""
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -146,9 +148,9 @@ def hash_path(path: str | Path, *, exclude: frozenset[Path] = frozenset()) -> di
     """
     path = Path(path)
     if path.is_file():
-        return {"kind": "file", "sha256": _sha256_file(path), "bytes": path.stat().st_size}
+        return {"kind": "file", "sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.is_dir():
-        files = {p.relative_to(path).as_posix(): _sha256_file(p) for p in _walk(path, exclude)}
+        files = {p.relative_to(path).as_posix(): sha256_file(p) for p in _walk(path, exclude)}
         digest = hashlib.sha256()
         for rel in sorted(files):
             digest.update(f"{rel}\0{files[rel]}\n".encode())
@@ -342,7 +344,7 @@ def _check(
     if recorded["kind"] == "file":
         if not path.is_file():
             return [Mismatch(label, shown, "missing", recorded["sha256"], None, file)]
-        actual = _sha256_file(path)
+        actual = sha256_file(path)
         if actual != recorded["sha256"]:
             return [Mismatch(label, shown, "modified", recorded["sha256"], actual, file)]
         return []

@@ -41,6 +41,7 @@ from .errors import BundleError, IsctError
 from .jsonio import plain, write_json
 from .merkle import merkle_proofs, merkle_root, patient_leaves, verify_proof
 from .provenance import MANIFEST_NAME, check_manifest
+from .verify import sample_positions, values_match
 
 __all__ = ["TABLES", "ReplayResult", "replay", "write_summary"]
 
@@ -189,17 +190,6 @@ def _allowed(tol: dict[str, Any] | None, output: str) -> tuple[float, float] | N
     return float(own["rtol"]), float(own["atol"])
 
 
-def _close(stored: np.ndarray, fresh: np.ndarray, tol: tuple[float, float] | None) -> np.ndarray:
-    if stored.dtype.kind != "f" or fresh.dtype.kind != "f":
-        return stored == fresh
-    both_nan = np.isnan(stored) & np.isnan(fresh)
-    if tol is None:
-        return (stored == fresh) | both_nan
-    rtol, atol = tol
-    with np.errstate(invalid="ignore"):
-        return (np.abs(fresh - stored) <= atol + rtol * np.abs(stored)) | both_nan
-
-
 def _compare_outcomes(result: ReplayResult, bundle: Bundle, out: Path, positions, tol) -> None:
     import xarray as xr
 
@@ -213,7 +203,7 @@ def _compare_outcomes(result: ReplayResult, bundle: Bundle, out: Path, positions
         new = np.asarray(fresh[name].values)
         old = np.asarray(stored_group[name].oindex[(slice(None), positions)])
         allowed = _allowed(tol, name) if result.comparison != "bit for bit" else None
-        same = _close(old, new, allowed).reshape(len(result.arms), len(positions), -1).all(2)
+        same = values_match(old, new, allowed).reshape(len(result.arms), len(positions), -1).all(2)
         for a, i in zip(*np.nonzero(~same), strict=True):
             result.differences.append(
                 {
@@ -241,7 +231,7 @@ def _compare_table(name: str, bundled: Path, fresh: Path, tol) -> dict[str, Any]
     for col in a.columns:
         x, y = a[col].to_numpy(), b[col].to_numpy()
         if x.dtype.kind in "fiu" and y.dtype.kind in "fiu":
-            same = _close(x.astype(float), y.astype(float), tol)
+            same = values_match(x.astype(float), y.astype(float), tol)
         else:
             same = (a[col].astype(str) == b[col].astype(str)).to_numpy()
         cells += [f"row {r} {col}: {x[r]!r} vs {y[r]!r}" for r in np.flatnonzero(~same)]
@@ -328,9 +318,7 @@ def _replay(
     result.seconds["integrity"] = time.perf_counter() - clock
 
     n_patients = int(bundle.index["merkle"]["n_patients"])
-    rng = np.random.default_rng(seed)
-    k = n_patients if sample is None else min(sample, n_patients)
-    positions = np.sort(rng.choice(n_patients, size=k, replace=False))
+    positions = sample_positions(n_patients, sample, seed)
     clock = time.perf_counter()
     _check(result, "patient hash tree", _tree_check(bundle, positions))
     result.seconds["hash_tree"] = time.perf_counter() - clock

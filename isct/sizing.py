@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 import xarray as xr
 
 from .cluster import client_from_env
-from .engine import prefix_store, simulate
+from .engine import prefix_store, simulate, written_in_place
 from .evaluator import clean_attrs
 from .jsonio import write_json
 from .trial import Trial
@@ -87,11 +86,8 @@ def _write_prefix_cohort(pool: str, out: str, n: int) -> xr.Dataset:
     ds = xr.open_zarr(pool, consolidated=False, chunks=None).isel(patient=slice(0, n)).load()
     ds = clean_attrs(ds)
     ds.attrs["sized_from"] = f"the first {n} patients of {Path(pool).name}"
-    partial = Path(str(out) + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    ds.to_zarr(partial, mode="w", consolidated=False)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    with written_in_place(out) as partial:
+        ds.to_zarr(partial, mode="w", consolidated=False)
     return ds
 
 

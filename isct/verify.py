@@ -46,6 +46,9 @@ __all__ = [
     "stored_model",
     "rerun_patients",
     "resimulate",
+    "run_directory",
+    "sample_positions",
+    "values_match",
     "verify",
 ]
 
@@ -280,9 +283,7 @@ def resimulate(
     model = stored_model(outcomes.attrs, trial)
     arms = json.loads(outcomes.attrs["arms_json"])
     n = outcomes.sizes["patient"]
-    rng = np.random.default_rng(seed)
-    k = n if sample is None else min(sample, n)
-    idx = np.sort(rng.choice(n, size=k, replace=False))
+    idx = sample_positions(n, sample, seed)
     ids = outcomes["patient"].values[idx]
     checked = Resimulation(
         model=str(outcomes.attrs["model"]),
@@ -311,16 +312,32 @@ def resimulate(
         )
         for a, arm in enumerate(arms)
         for key, values in fresh.items()
-        for i in np.flatnonzero(~_same(stored[key][a], values[a]).reshape(len(idx), -1).all(axis=1))
+        for i in np.flatnonzero(
+            ~values_match(stored[key][a], values[a]).reshape(len(idx), -1).all(axis=1)
+        )
     ]
     return Resimulation(**{**vars(checked), "outputs": list(fresh), "differences": differences})
 
 
-def _same(stored: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Elementwise bit-for-bit equality (NaN equals NaN)."""
-    if values.dtype.kind == "f":
-        return (stored == values) | (np.isnan(stored) & np.isnan(values))
-    return stored == values
+def values_match(
+    stored: np.ndarray, values: np.ndarray, tol: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Elementwise: equal bit for bit, or with ``tol = (rtol, atol)`` within
+    ``atol + rtol * |stored|`` (floats only); NaN matches NaN."""
+    if stored.dtype.kind != "f" or values.dtype.kind != "f":
+        return stored == values
+    both_nan = np.isnan(stored) & np.isnan(values)
+    if tol is None:
+        return (stored == values) | both_nan
+    rtol, atol = tol
+    with np.errstate(invalid="ignore"):
+        return (np.abs(values - stored) <= atol + rtol * np.abs(stored)) | both_nan
+
+
+def sample_positions(n: int, sample: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of ``sample`` patients of ``n`` chosen with ``seed`` (all when None)."""
+    k = n if sample is None else min(sample, n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 def run_directory(results: Path, root: str | os.PathLike | None) -> Path | None:

@@ -23,7 +23,6 @@ Validation rows are never read here.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from ..errors import ConfigError
 from ..evaluator import EngineEvaluator, first_patients
 from ..jsonio import write_json
 from ..projection import timepoint_projector
+from ..provenance import sha256_file
 from ..trial import Trial, thaw
 
 __all__ = ["calibration_patients", "run_calibrate"]
@@ -289,7 +289,7 @@ def run_calibrate(
         "adaptive importance sampling); Kennedy & O'Hagan 2001, Marzouk et al. 2007",
         "comparators": {
             "path": comp_path,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": sha256_file(path),
             "rows": rows["id"].tolist(),
             "studies": sorted(set(rows["study"])),
         },

@@ -191,11 +191,37 @@ def _populations(
     return context, answers
 
 
+def _tables(
+    trial: Trial,
+    res: Path,
+    outcomes: xr.Dataset | None,
+    cohort: xr.Dataset | None,
+    certificate: dict[str, Any] | None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None, dict[str, Any] | None]:
+    """The report's tables (``evidence/<name>.csv``), the certificates for the report and the
+    question answered for each population (:func:`_populations`)."""
+    tables: dict[str, pd.DataFrame] = {}
+    question = trial["report"].get("question")
+    if question and outcomes is not None and cohort is not None:
+        from credibility.answer import answer_tables
+
+        tables["answer_by_arm"], tables["answer_paired"] = answer_tables(outcomes, cohort, question)
+    context, populations = _populations(trial, res, outcomes, cohort, certificate)
+    if populations is not None:
+        for kind in ("by_arm", "comparison"):
+            tables[f"populations_{kind}"] = populations[kind]
+    planning = _planning(trial, outcomes, cohort)
+    if planning is not None:
+        tables["planning"] = planning
+    return tables, context, populations
+
+
 def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """The report's tables computed from a results folder's stores, as the report stage
-    writes them (``evidence/<name>.csv``): the answer by arm and paired, the answer for each
-    comparator population, the real trial's size. ``isct replay`` regenerates them from a
-    bundle with this function and compares their data with the bundled files.
+    writes them (``evidence/<name>.csv``, the same function): the answer by arm and paired,
+    the answer for each comparator population, the real trial's size. ``isct replay``
+    regenerates them from a bundle with this function and compares their data with the
+    bundled files.
 
     Returns
     -------
@@ -204,24 +230,9 @@ def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.Data
         ``populations_comparison``, ``planning``: those the trial has.
     """
     res = Path(results)
-    cohort, outcomes = _open(res / "cohort.zarr"), _open(res / "outcomes.zarr")
-    tables: dict[str, pd.DataFrame] = {}
-    if cohort is None or outcomes is None:
-        return tables
-    question = trial["report"].get("question")
-    if question:
-        from credibility.answer import answer_tables
-
-        tables["answer_by_arm"], tables["answer_paired"] = answer_tables(outcomes, cohort, question)
     certificate = _json_if_any(res / "certificate" / "summary.json")
-    _, populations = _populations(trial, res, outcomes, cohort, certificate)
-    if populations is not None:
-        for kind in ("by_arm", "comparison"):
-            tables[f"populations_{kind}"] = populations[kind]
-    planning = _planning(trial, outcomes, cohort)
-    if planning is not None:
-        tables["planning"] = planning
-    return tables
+    outcomes, cohort = _open(res / "outcomes.zarr"), _open(res / "cohort.zarr")
+    return _tables(trial, res, outcomes, cohort, certificate)[0]
 
 
 def run_report(
@@ -361,30 +372,22 @@ def run_report(
         "arms": trial.arm_names,
         "model": f"{model.name} {model.version}",
     }
+    tables, certificate_context, populations = _tables(trial, res, outcomes, cohort, certificate)
+    for name, table in tables.items():
+        table.to_csv(ev_dir / f"{name}.csv", index=False)
+        written[name] = ev_dir / f"{name}.csv"
     answer = None
-    question = trial["report"].get("question")
-    if question and outcomes is not None and cohort is not None:
-        from credibility.answer import answer_tables, plot_answer
+    if "answer_by_arm" in tables:
+        from credibility.answer import plot_answer
 
-        by_arm, paired = answer_tables(outcomes, cohort, question)
+        question = trial["report"]["question"]
         figure = plot_answer(outcomes, cohort, question, res / "figures" / "answer.png")
+        by_arm, paired = tables["answer_by_arm"], tables["answer_paired"]
         answer = {"question": question, "by_arm": by_arm, "paired": paired, "figure": figure}
-        by_arm.to_csv(ev_dir / "answer_by_arm.csv", index=False)
-        paired.to_csv(ev_dir / "answer_paired.csv", index=False)
-        written["answer_by_arm"] = ev_dir / "answer_by_arm.csv"
-        written["answer_paired"] = ev_dir / "answer_paired.csv"
         if figure is not None:
             written["answer_figure"] = figure
-    certificate_context, populations = _populations(trial, res, outcomes, cohort, certificate)
-    if populations is not None:
-        for kind in ("by_arm", "comparison"):
-            populations[kind].to_csv(ev_dir / f"populations_{kind}.csv", index=False)
-            written[f"populations_{kind}"] = ev_dir / f"populations_{kind}.csv"
     sizing = _json_if_any(res / "sizing" / "sizing.json")
-    planning = _planning(trial, outcomes, cohort)
-    if planning is not None:
-        planning.to_csv(ev_dir / "planning.csv", index=False)
-        written["planning"] = ev_dir / "planning.csv"
+    planning = tables.get("planning")
     calibration_context = None
     if calibration is not None:
         calibration_context = {
