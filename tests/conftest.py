@@ -5,6 +5,7 @@
 * :func:`orifice_cohort` — patients for the closed-form ``orifice`` example model;
 * ``cluster`` / ``client`` — a real two-worker Dask ``LocalCluster`` per test module;
 * ``tiny_run`` — one clean run of the tiny trial (the whole DAG) per session;
+* :func:`wait_for` — poll a condition until it holds or a timeout passes;
 * the ``slurm`` marker: such a test skips, saying why, when no SLURM is reachable, and fails
   instead under ``CI=true`` (where ``.ci/run`` starts one with ``tests/cluster/slurm-up.sh``).
 """
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,15 @@ def pytest_runtest_setup(item):
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message} [CI=true: the slurm tests must run, not skip]", pytrace=False)
     pytest.skip(message)
+
+
+def wait_for(predicate, timeout: float, every: float = 0.5):
+    """Call ``predicate`` every ``every`` seconds until it returns something true (returned),
+    or ``timeout`` seconds pass (None)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    return None

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from conftest import orifice_cohort
+from conftest import orifice_cohort, wait_for
 from distributed import Client, LocalCluster
 
 from isct import expand_arms, simulate
@@ -164,15 +164,6 @@ def test_missing_inputs_and_sweeps():
     assert arms[1]["device"] == {"eoa_cm2": 1.0, "eoa_scale": 1.1}
 
 
-def _wait_for(predicate, timeout=60.0, interval=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 def _done_count(store: Path) -> int:
     try:
         return int(zarr.open_group(store, mode="r")["batch_done"][:].sum())
@@ -205,7 +196,7 @@ def test_worker_killed_mid_run(cohort_store, tmp_path):
         )
     ]
     try:
-        assert _wait_for(sched_file.exists, 30)
+        assert wait_for(sched_file.exists, 30, every=0.05)
         for _ in range(2):
             procs.append(
                 subprocess.Popen(
@@ -245,7 +236,7 @@ def test_worker_killed_mid_run(cohort_store, tmp_path):
                 )
             )
             runner.start()
-            assert _wait_for(lambda: _done_count(out) >= 10, 60)
+            assert wait_for(lambda: _done_count(out) >= 10, 60, every=0.05)
             procs[1].send_signal(signal.SIGKILL)
             runner.join(120)
             assert not runner.is_alive()
@@ -275,7 +266,7 @@ def test_whole_run_sigkilled_then_resumed(cohort_store, tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
-        assert _wait_for(lambda: _done_count(out) >= 20, 90)
+        assert wait_for(lambda: _done_count(out) >= 20, 90, every=0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import xarray as xr
 import yaml
 import zarr
+from conftest import wait_for
 
 from isct.cli import main
 from isct.config import named_files, set_named_file
@@ -28,15 +28,6 @@ FAKE_SNAKEMAKE = (
     "import pathlib, time; d = pathlib.Path('.snakemake/locks'); d.mkdir(parents=True, "
     "exist_ok=True); (d / '0.output.lock').write_text('results/t/x.json'); time.sleep(300)"
 )
-
-
-def _wait_for(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _records(workdir: Path) -> list[dict]:
@@ -58,7 +49,7 @@ def _start_recorded_run(workdir: Path) -> subprocess.Popen:
         "sys.exit(run_recorded(child, workdir='.', env=dict(os.environ)))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=workdir, start_new_session=True)
-    assert _wait_for(lambda: any(r["locks"] for r in _records(workdir)), 60)
+    assert wait_for(lambda: any(r["locks"] for r in _records(workdir)), 60, every=0.1)
     return proc
 
 
@@ -101,7 +92,7 @@ def test_a_live_snakemake_process_in_the_directory_keeps_the_locks(killed_run):
         [sys.executable, "-c", "import time; time.sleep(300)", "snakemake-job"], cwd=killed_run
     )
     try:
-        assert _wait_for(lambda: "snakemake-job" in " ".join(_cmdline(job.pid)), 30)
+        assert wait_for(lambda: "snakemake-job" in " ".join(_cmdline(job.pid)), 30, every=0.1)
         report = clear_stale_locks(killed_run)
         assert report.removed == [] and len(report.kept) == 1
         assert any(f"pid {job.pid}" in reason for reason in report.reasons)
@@ -186,7 +177,7 @@ def test_a_project_run_killed_hard_resumes_on_rerun_and_matches_a_clean_run(tmp_
             command, cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            started = _wait_for(lambda: _batches_done(results / "outcomes.zarr") > 0, 600)
+            started = wait_for(lambda: _batches_done(results / "outcomes.zarr") > 0, 600, every=0.1)
         finally:
             _kill_hard(first)
     assert started, (tmp_path / "first.log").read_text()[-3000:]

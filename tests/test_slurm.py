@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import psutil
 import pytest
 import xarray as xr
 import yaml
-from conftest import REPO, TINY, orifice_cohort
+from conftest import REPO, TINY, orifice_cohort, wait_for
 
 from isct.cli import main
 from isct.cluster import open_client
@@ -72,16 +71,6 @@ def job_fields(job_id: str) -> dict[str, str]:
     assert proc.returncode == 0, proc.stderr
     pairs = (item.split("=", 1) for item in proc.stdout.split() if "=" in item)
     return {key: value for key, value in pairs}
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, every: float = 0.5):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return None
 
 
 def job_record(workdir: Path) -> dict | None:
