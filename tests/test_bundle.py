@@ -235,6 +235,33 @@ def test_a_patient_whose_data_do_not_hash_to_its_leaf_is_named(sponsor, tmp_path
         replay(bad, tmp_path / "review", sample=None, pubkey=sponsor["pub"])
 
 
+def test_a_tree_root_not_the_one_manifest_and_report_record_fails(sponsor, tmp_path):
+    """A sponsor-signed bundle whose hash tree was rebuilt after a change (leaves and root
+    agree with the stores and the index) still fails: the report names another root, and
+    so, once the report is made to agree, does the manifest."""
+    folder = _unpack(sponsor["bundle"], tmp_path / "b")
+    _change_outcome(folder, delta=0.5)
+    _resign_data(folder)  # tree, index, manifest and report carry the new root
+    index = json.loads((folder / INDEX).read_text())
+    report = folder / index["entries"]["outputs.credibility_report.html"]
+    root = json.loads((folder / MERKLE).read_text())["root"]
+    report.write_text(report.read_text().replace(root, "0" * 64))
+    _resign_data(folder, tree=False)  # the manifest hashes the edited report
+    bad = _repack(folder, tmp_path / "report.isct.tar", key=sponsor["key"])
+    with pytest.raises(BundleError, match=f"does not print the root {root}"):
+        replay(bad, tmp_path / "review1", sample=3, pubkey=sponsor["pub"])
+
+    report.write_text(report.read_text().replace("0" * 64, root))
+    manifest_path = folder / RESULTS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["merkle"]["root"] = "f" * 64
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    _resign_data(folder, tree=False)
+    bad = _repack(folder, tmp_path / "manifest.isct.tar", key=sponsor["key"])
+    with pytest.raises(BundleError, match=f"root {root} is not the manifest's f{{64}}"):
+        replay(bad, tmp_path / "review2", sample=3, pubkey=sponsor["pub"])
+
+
 def test_another_platform_compares_within_the_cards_tolerance(sponsor, tmp_path):
     folder = _unpack(sponsor["bundle"], tmp_path / "b")
     near, _ = _change_outcome(folder, factor=1 + 1e-9, nth=0)  # within rtol 1e-6
