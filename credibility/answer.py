@@ -133,10 +133,7 @@ def plot_answer(
     name = question.get("figure")
     if not name:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot state: stages may draw in threads
 
     mask = _subgroup(cohort, outcomes, question["subgroup"]["where"])
     ok = outcomes["status"].transpose("arm", "patient").values == 0
@@ -145,7 +142,8 @@ def plot_answer(
     finite = x[ok & mask[None, :]]
     finite = finite[np.isfinite(finite)]
     bins = np.linspace(np.nanpercentile(finite, 0.5), np.nanpercentile(finite, 99.5), 40)
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig = Figure(figsize=(7.5, 3.6))
+    ax = fig.subplots()
     for i, arm in enumerate(arms):
         values = x[i][ok[i] & mask & np.isfinite(x[i])]
         ax.hist(values, bins=bins, alpha=0.5, label=f"{arm} (n = {values.size})", density=True)
@@ -162,5 +160,4 @@ def plot_answer(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

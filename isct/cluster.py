@@ -199,6 +199,7 @@ def open_client(
     *,
     profile: str | os.PathLike | None = None,
     n_workers: int | None = None,
+    set_as_default: bool = True,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client``; close what was started here on exit.
 
@@ -211,6 +212,9 @@ def open_client(
         A job-queue profile's jobs run with the working directory as run directory.
     n_workers : int, optional
         Worker processes of the embedded LocalCluster (default: one per core).
+    set_as_default : bool
+        Make the client dask's default scheduler while it is open (``distributed.Client``'s
+        own option).
     """
     from distributed import Client
 
@@ -220,15 +224,21 @@ def open_client(
             cluster, address = stack.enter_context(profile_cluster(profile))
         if address is None and cluster is None:
             cluster = stack.enter_context(local_cluster(n_workers))
-        client = stack.enter_context(Client(address) if address is not None else Client(cluster))
+        target = address if address is not None else cluster
+        client = stack.enter_context(Client(target, set_as_default=set_as_default))
         yield client
 
 
 def client_from_env() -> contextlib.AbstractContextManager[Any]:
-    """:func:`open_client` configured from ``ISCT_SCHEDULER``/``ISCT_CLUSTER_PROFILE``/``ISCT_WORKERS``."""
+    """:func:`open_client` configured from ``ISCT_SCHEDULER``/``ISCT_CLUSTER_PROFILE``/``ISCT_WORKERS``.
+
+    The client is handed to the engine explicitly and is not made dask's default: stages
+    running at once in one process each open one, and a default set and put back by clients
+    that overlap would leave dask pointing at a closed one."""
     workers = os.environ.get(ENV_WORKERS)
     return open_client(
         os.environ.get(ENV_SCHEDULER) or None,
         profile=os.environ.get(ENV_PROFILE) or None,
         n_workers=int(workers) if workers else None,
+        set_as_default=False,
     )

@@ -214,21 +214,30 @@ def _run_region(
     start: int,
     stop: int,
     batch: int,
-) -> dict[str, int]:
-    """One Dask task: simulate patients ``start:stop`` for one arm and write that region."""
+) -> dict[str, Any]:
+    """One Dask task: simulate patients ``start:stop`` for one arm and write that region.
+
+    Returns the count of each status code and the CPU seconds the model itself took
+    (``run_batch`` on this worker thread: not the reads, the writes or any wait for a core).
+    """
     columns = [*names, *device_inputs]
     patients = (
         _read_inputs(cohort, columns, start, stop) if isinstance(cohort, str) else dict(cohort)
     )
     if device_inputs:
         device = {**device, **{k: patients.pop(k) for k in device_inputs}}
+    cpu = time.thread_time()
     result = run_batch(model, patients, device, settings)
+    cpu = time.thread_time() - cpu
     group = zarr.open_group(out, mode="r+")
     for key, values in result.items():
         group[key][arm_index, start:stop, ...] = values
     group["batch_done"][arm_index, batch] = 1
     codes, counts = np.unique(result["status"], return_counts=True)
-    return {int(c): int(k) for c, k in zip(codes, counts, strict=True)}
+    return {
+        "status": {int(c): int(k) for c, k in zip(codes, counts, strict=True)},
+        "model_cpu_s": cpu,
+    }
 
 
 def _progress(total: int, initial: int):
@@ -394,6 +403,7 @@ def simulate(
         "batches_total": len(arms) * last,
         "batches_skipped": int(done.sum()),
         "batches_run": 0,
+        "model_cpu_s": 0.0,
     }
     failures: list[str] = []
     status_counts: dict[int, int] = {}
@@ -415,8 +425,13 @@ def simulate(
         cells_per_s=round(cells / wall, 1) if wall > 0 and cells else None,
         status_counts={k: status_counts.get(v, 0) for k, v in STATUS.items()},
     )
+    stats["model_cpu_s"] = round(stats["model_cpu_s"], 3)
     group = zarr.open_group(out, mode="r+")
     group.attrs["isct_last_run"] = canonical(stats)
+    # every call's model CPU time, summed over the store's life (a resumed or waved store)
+    group.attrs["isct_model_cpu_s"] = round(
+        float(group.attrs.get("isct_model_cpu_s", 0.0)) + stats["model_cpu_s"], 3
+    )
     if failures:
         raise SimulationIncompleteError(
             f"{len(failures)} of {len(todo)} batches failed after {retries} retries "
@@ -554,12 +569,14 @@ def _dispatch(
         )
         futures[fut] = (a, b, stop - start)
     bar = _progress(len(plan.arms) * plan.n, cells_done) if progress else None
-    for fut in as_completed(futures):
+    for fut in as_completed(futures, loop=client.loop):
         a, b, size = futures.pop(fut)
         if fut.status == "finished":
-            for code, count in fut.result().items():
+            done = fut.result()
+            for code, count in done["status"].items():
                 status_counts[code] = status_counts.get(code, 0) + count
             stats["batches_run"] += 1
+            stats["model_cpu_s"] += done["model_cpu_s"]
         else:
             failures.append(f"arm {plan.arms[a]['name']!r} batch {b}: {fut.exception()!r}")
         if bar is not None:

@@ -32,7 +32,7 @@ def run_snakemake(
     cmd = [
         sys.executable,
         "-m",
-        "snakemake",
+        "isct._snakemake",  # Snakemake's command line, without the slow interpreter exit
         "--snakefile",
         str(snakefile()),
         "--directory",
@@ -46,6 +46,7 @@ def run_snakemake(
         # the rules' run: blocks run in Snakemake's own process, not one new process each
         # (isct.stages.running_stage)
         "--force-use-threads",
+        *_overlapping_stages(args.snakemake_args),
         *(["--dry-run"] if args.dry_run else []),
         *(["--forceall"] if args.forceall else []),
         *args.snakemake_args,
@@ -144,6 +145,26 @@ def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
         else:
             address = None
         yield {**env, ENV_SCHEDULER: address} if address else env
+
+
+#: Stages that need no other's outputs and may run at the same time on the run's one cluster.
+OVERLAPPING_STAGES = ("uq", "sensitivity")
+
+
+def _overlapping_stages(argv: list[str]) -> list[str]:
+    """Snakemake arguments that let UQ and sensitivity (and credibility) run at once.
+
+    Their rules claim every core (``threads: workflow.cores``): run alone by plain Snakemake,
+    each stage starts a LocalCluster of that many workers. Under ``isct run`` with stages on
+    this machine they share the run's cluster instead, and the claim only keeps Snakemake from
+    starting one while the other runs: one thread each lets their model runs share the
+    workers, and one stage's own computing fill the time the other waits for them. Stages
+    sent to a batch system keep their claim (it sizes their allocations); a ``--set-threads``
+    on the command line, later in Snakemake's arguments, replaces this one.
+    """
+    if _stage_executor(argv) not in _LOCAL_EXECUTORS:
+        return []
+    return ["--set-threads", *(f"{rule}=1" for rule in OVERLAPPING_STAGES)]
 
 
 def _cancel_stale_jobs(workdir: Path) -> None:

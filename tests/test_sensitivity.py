@@ -453,8 +453,7 @@ def test_compiled_delta_equals_salib_estimator(ties):
     try:
         np.random.seed(11)  # noqa: NPY002
         reference = salib_delta_column(X, y, 30, 0.95)
-        np.random.seed(11)  # noqa: NPY002
-        ours = _delta_column(X, y, list("abcd"), 30, 0.95)
+        ours = _delta_column(X, y, list("abcd"), 30, 0.95, np.random.RandomState(11))  # noqa: NPY002
     finally:
         np.random.set_state(state)  # noqa: NPY002
     got = np.stack([ours[k] for k in ("delta", "delta_conf", "S1", "S1_conf")])

@@ -39,10 +39,11 @@ __all__ = ["analyze", "salib_delta_column", "sample"]
 CITATION = "Borgonovo 2007, doi:10.1016/j.ress.2006.04.015; Plischke et al. 2013, doi:10.1016/j.ejor.2012.11.047"
 
 
-def _bootstrap_rows(n: int, resamples: int) -> np.ndarray:
+def _bootstrap_rows(n: int, resamples: int, rng: np.random.RandomState) -> np.ndarray:
     """SALib's "raw" resamples of ``bias_reduced_delta``, drawn as it draws them: the sample
-    the estimate is made on, then one row per resample (numpy's global RNG)."""
-    return np.stack([np.random.randint(n, size=n) for _ in range(resamples + 1)])  # noqa: NPY002
+    the estimate is made on, then one row per resample (from numpy's legacy generator,
+    which SALib uses as the global RNG)."""
+    return np.stack([rng.randint(n, size=n) for _ in range(resamples + 1)])
 
 
 def _partition(n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,13 +77,20 @@ def salib_delta_column(
 
 
 def _delta_column(
-    X: np.ndarray, y: np.ndarray, names: Sequence[str], num_resamples: int, conf_level: float
+    X: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    num_resamples: int,
+    conf_level: float,
+    rng: np.random.RandomState,
 ) -> dict[str, np.ndarray]:
     """Bias-reduced delta on the data as given and the given-data first-order index.
 
     SALib's estimator (``bias_reduced_delta``, ``sobol_first``, ``sobol_first_conf``) with its
-    partition size and its resamples, drawn in its order from the same RNG; the densities are
-    evaluated by the compiled kernels of :mod:`._delta_kernel` (Plischke et al. 2013).
+    partition size and its resamples, drawn in its order from the same kind of generator
+    (``rng``: a ``RandomState`` seeded as SALib seeds the global one gives its resamples); the
+    densities are evaluated by the compiled kernels of :mod:`._delta_kernel` (Plischke et al.
+    2013).
     """
     # compiled on first use (numba), not when credibility is imported
     from credibility.sensitivity._delta_kernel import delta_hats, sobol_firsts
@@ -97,12 +105,12 @@ def _delta_column(
         x = np.ascontiguousarray(X[:, i])
         if np.ptp(x) == 0:
             continue
-        rows = _bootstrap_rows(n, num_resamples)
+        rows = _bootstrap_rows(n, num_resamples, rng)
         hats = delta_hats(y, x, grid, m, rows)
         biased = 2.0 * hats[0] - hats[1:]  # Plischke et al. 2013, eqn 30
         res["delta"][i], res["delta_conf"][i] = biased.mean(), z * biased.std(ddof=1)
         res["S1"][i] = sobol_firsts(y, x, m, np.arange(n)[None, :])[0]
-        rows = np.random.choice(n, size=(num_resamples, n), replace=True)  # noqa: NPY002
+        rows = rng.choice(n, size=(num_resamples, n), replace=True)
         res["S1_conf"][i] = z * sobol_firsts(y, x, m, rows).std(ddof=1)
     return res
 
@@ -144,20 +152,18 @@ def analyze(
 
     def column(y: np.ndarray) -> dict[str, np.ndarray]:
         ok = np.isfinite(y)
-        return _delta_column(X[ok], y[ok], names, num_resamples, conf_level)
+        return _delta_column(X[ok], y[ok], names, num_resamples, conf_level, rng)
 
-    # SALib's delta helpers draw from numpy's legacy global RNG: seed it, then restore it
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(None if seed is None else int(seed) % 2**32)  # noqa: NPY002
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            var_dims = {k: ("parameter",) for k in ("delta", "delta_conf", "S1", "S1_conf")}
-            ds = apply_columns(
-                outputs, column, var_dims, {"parameter": list(names)}, drop_nonfinite=True
-            )
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
+    # SALib's delta helpers draw from numpy's legacy global RNG, seeded so: the same stream
+    # from a generator of this call's own (numpy's global state is neither read nor changed,
+    # so analyses running in other threads at the same time draw what they would alone)
+    rng = np.random.RandomState(None if seed is None else int(seed) % 2**32)  # noqa: NPY002
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        var_dims = {k: ("parameter",) for k in ("delta", "delta_conf", "S1", "S1_conf")}
+        ds = apply_columns(
+            outputs, column, var_dims, {"parameter": list(names)}, drop_nonfinite=True
+        )
     ds["delta"].attrs = {"long_name": "Borgonovo delta moment-independent index", "units": "1"}
     ds["delta_conf"].attrs = {"long_name": "delta index (half-width of CI)", "units": "1"}
     ds["S1"].attrs = {"long_name": "given-data first-order Sobol index", "units": "1"}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from ..jsonio import write_json
 from ..projection import timepoint_projector
 from ..provenance import sha256_file
 from ..trial import Trial, thaw
+from .common import in_stage_context
 
 __all__ = ["calibration_patients", "run_calibrate"]
 
@@ -243,8 +245,8 @@ def run_calibrate(
                 client=client,
             )
 
-        cv: dict[str, dict[str, float]] = {}
-        for name, overlay in forms.items():
+        def calibrate(name: str) -> dict[str, Any]:
+            overlay = forms[name]
             fitted = _calibrate_form(
                 problem,
                 X,
@@ -259,6 +261,27 @@ def run_calibrate(
                 refine=ccfg["refine_points"],
                 seed=seed,
             )
+            if name == "model":  # the fit at the estimate, while the other forms still run
+                fitted["tables"] = _statistics(
+                    model,
+                    np.asarray([fitted["post"].mean]),
+                    evaluator({}, "estimate"),
+                    rows,
+                    subset,
+                    settings,
+                    arm_names,
+                    needed,
+                )[2]
+            return fitted
+
+        # The model forms are independent: each runs in a thread of its own, so one form's
+        # fitting overlaps the others' model runs and the workers always have tasks queued
+        # (one after another, the workers waited through every fit and every call's last task).
+        # Each form's result depends on its own design and seed only, not on this order.
+        with ThreadPoolExecutor(len(forms), thread_name_prefix="isct-calibrate") as pool:
+            fits = dict(zip(forms, pool.map(in_stage_context(calibrate), forms), strict=True))
+        cv: dict[str, dict[str, float]] = {}
+        for name, fitted in fits.items():
             loso = fitted["loso"]
             loso.insert(1, "id", rows["id"].to_numpy()[loso["row"].to_numpy(dtype=int)])
             rel = (loso["error"] / loso["observed"].where(loso["observed"] != 0)).abs()
@@ -272,10 +295,7 @@ def run_calibrate(
                 out.update(fitted)
         post = out["post"]
         estimate = dict(zip(problem.names, (float(v) for v in post.mean), strict=True))
-        confirm = evaluator({}, "estimate")
-        _, _, tables = _statistics(
-            model, np.asarray([post.mean]), confirm, rows, subset, settings, arm_names, needed
-        )
+        tables = out["tables"]
     fit = tables[0]
     fit.insert(
         fit.columns.get_loc("predicted") + 1, "emulated", out["emulator"](post.mean[None, :])[0]

@@ -85,15 +85,16 @@ def model_events(
 
 
 def plot_prediction_intervals(ds: xr.Dataset, path: str | Path, *, max_patients: int = 60) -> None:
-    """Per-patient prediction intervals of each endpoint and arm (sorted by the mean)."""
-    import matplotlib
+    """Per-patient prediction intervals of each endpoint and arm (sorted by the mean).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot state: stages may draw in
+    threads of one process at the same time)."""
+    from matplotlib.figure import Figure
 
     outputs = [str(o) for o in ds["output"].values]
     arms = [str(a) for a in ds["arm"].values]
-    fig, axes = plt.subplots(len(outputs), 1, figsize=(9, 2.6 * len(outputs)), squeeze=False)
+    fig = Figure(figsize=(9, 2.6 * len(outputs)))
+    axes = fig.subplots(len(outputs), 1, squeeze=False)
     for ax, out in zip(axes[:, 0], outputs, strict=True):
         for j, arm in enumerate(arms):
             mean = ds["mean"].sel(output=out, arm=arm).values[:max_patients]
@@ -123,7 +124,6 @@ def plot_prediction_intervals(ds: xr.Dataset, path: str | Path, *, max_patients:
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_uq(
