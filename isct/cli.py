@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS
+from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, single_threaded_numerics
 from .errors import ConfigError, IsctError
 from .resources import default_config, workflow_dir
 from .runner import run_snakemake
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 #: Subcommands that pass the arguments after ``--`` to Snakemake.
 _SNAKEMAKE_COMMANDS = ("run", "simulate")
@@ -399,17 +399,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(own)
     if extra:
         args.snakemake_args = extra
-    from cohorts.errors import CohortError
-    from credibility.errors import CredibilityError
-    from models.errors import ModelError
-
+    single_threaded_numerics()  # the same last bits on every machine (and in Snakemake's stages)
     try:
         return int(args.func(args) or 0)
-    # bad input (each package's base error) is one line naming what is wrong; a bug is not
-    except (IsctError, CohortError, CredibilityError, ModelError) as err:
-        print(f"isct: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        # bad input (each package's base error) is one line naming what is wrong; a bug is not
+        if isinstance(err, _input_errors()):
+            print(f"isct: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+#: Each package's base error for bad input: (module, class).
+_INPUT_ERRORS = (
+    ("cohorts.errors", "CohortError"),
+    ("credibility.errors", "CredibilityError"),
+    ("models.errors", "ModelError"),
+)
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """isct's error and those of the packages the command imported (one it never imported
+    raised nothing: importing it here would cost every command its import, ≈ 1 s)."""
+    found = [
+        getattr(sys.modules[module], name)
+        for module, name in _INPUT_ERRORS
+        if module in sys.modules
+    ]
+    return (IsctError, *found)
+
+
+def run() -> None:
+    """The ``isct`` console script and ``python -m isct``: :func:`main`, then the process ends
+    at once (:func:`isct._exit.exit_now`) instead of tearing down every module it imported."""
+    from ._exit import exit_now, status_of
+
+    try:
+        status = main()
+    except SystemExit as exc:
+        status = status_of(exc.code)
+    exit_now(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -32,6 +32,7 @@ __all__ = [
     "open_client",
     "profile_cluster",
     "read_profile",
+    "single_threaded_numerics",
 ]
 
 ENV_SCHEDULER = "ISCT_SCHEDULER"
@@ -71,6 +72,24 @@ def local_cluster(n_workers: int | None, *, wait: bool = True):
     if not wait:
         cluster.scale(n)
     return cluster
+
+
+def single_threaded_numerics() -> None:
+    """BLAS and OpenMP of this process on one thread each, now and for libraries loaded later.
+
+    A multithreaded BLAS splits a product's sums among its threads, so its last bits depend on
+    the thread count (the machine's cores) and, when Python threads call it at once (the
+    stages that run together in one process, calibration's model forms), on which call got
+    the thread pool: results would differ between machines and between runs. The trial's
+    own computing is small next to the model runs (on the workers, one thread each as well),
+    and one thread makes it the same everywhere. Set by every ``isct`` command and every
+    stage; variables the user set are kept for libraries loaded later.
+    """
+    from threadpoolctl import threadpool_limits
+
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    threadpool_limits(limits=1)
 
 
 def _positive_int(profile: Path, key: str, value: Any, low: int = 1) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..cluster import ENV_WORKERS
+from ..cluster import ENV_WORKERS, single_threaded_numerics
 from ..trial import Trial
 
 __all__ = ["in_stage_context", "placeholder_figure", "running_stage", "trial_of"]
@@ -102,6 +102,7 @@ def running_stage(log_file: str, threads: int | None = None) -> Iterator[None]:
                 os.environ[ENV_WORKERS] = str(threads)
             _quiet_zarr_about_snakemake()
             logging.captureWarnings(True)
+            single_threaded_numerics()  # as under `isct run`, whichever way Snakemake started
         _Shared.running += 1
         root.addHandler(handler)
     token = _STAGE.set(str(log_file))

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,64 @@ def _rerun_failed(command: str, returncode: int | None, error: str) -> dict[str,
     }
 
 
+class _VerifyProcess:
+    """The separate ``isct verify`` process of :func:`reproducibility_evidence`, started now
+    and read by :meth:`result`: the report stage computes its tables and figures meanwhile."""
+
+    def __init__(self, results: str | os.PathLike, *, sample: int | None, seed: int) -> None:
+        which = ["--all"] if sample is None else ["--sample", str(sample)]
+        self.command = (
+            f"python -m isct verify {results} {' '.join(which)} --seed {seed} --json <file> "
+            "(separate process; environment: PATH and PYTHONPATH only)"
+        )
+        env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+        self._tmp = tempfile.TemporaryDirectory(prefix="isct-verify-")
+        self.out = Path(self._tmp.name) / "verify.json"
+        argv = [sys.executable, "-m", "isct", "verify", str(results), *which]
+        argv += ["--seed", str(seed), "--json", str(self.out)]
+        self._proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def result(self) -> dict[str, Any]:
+        try:
+            return self._read()
+        finally:
+            self._tmp.cleanup()
+
+    def _read(self) -> dict[str, Any]:
+        proc, command, out = self._proc, self.command, self.out
+        try:
+            stdout, stderr = proc.communicate(timeout=VERIFY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, tail = proc.communicate()
+            return _rerun_failed(command, None, f"timed out after {VERIFY_TIMEOUT_S} s\n{tail}")
+        # exit 1 means "differences found": the JSON says which
+        if proc.returncode not in (0, 1) or not out.is_file():
+            return _rerun_failed(command, proc.returncode, stderr or stdout)
+        try:
+            checked = json.loads(out.read_text())
+        except json.JSONDecodeError as exc:
+            return _rerun_failed(command, proc.returncode, f"{out}: not valid JSON: {exc}")
+        resim = checked["resimulation"] or {}
+        differences = resim.get("differences", [])
+        return {
+            "resimulation_match": bool(resim.get("match", False)),
+            "method": command,
+            "returncode": proc.returncode,
+            "error": None,
+            "patients_checked": len(resim.get("patients", [])),
+            "arms_checked": len(resim.get("arms", [])),
+            "n_differences": len(differences),
+            "manifest_mismatches": len(checked["hash_mismatches"]),
+            "refused": resim.get("refused"),
+            "patients": resim.get("patients", []),
+            "arms": resim.get("arms", []),
+            "differences": differences[:MAX_DIFFERENCES_SHOWN],
+        }
+
+
 def reproducibility_evidence(
     results: str | os.PathLike, *, sample: int | None, seed: int
 ) -> dict[str, Any]:
@@ -98,46 +157,7 @@ def reproducibility_evidence(
         ``patients``, ``arms`` and ``differences`` (rows: patient, arm, output, stored,
         resimulated). A failed process gives ``resimulation_match`` False, never an exception.
     """
-    which = ["--all"] if sample is None else ["--sample", str(sample)]
-    command = (
-        f"python -m isct verify {results} {' '.join(which)} --seed {seed} --json <file> "
-        "(separate process; environment: PATH and PYTHONPATH only)"
-    )
-    env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
-    with tempfile.TemporaryDirectory(prefix="isct-verify-") as tmp:
-        out = Path(tmp) / "verify.json"
-        argv = [sys.executable, "-m", "isct", "verify", str(results), *which]
-        argv += ["--seed", str(seed), "--json", str(out)]
-        try:
-            proc = subprocess.run(
-                argv, env=env, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired as exc:
-            tail = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return _rerun_failed(command, None, f"timed out after {VERIFY_TIMEOUT_S} s\n{tail}")
-        # exit 1 means "differences found": the JSON says which
-        if proc.returncode not in (0, 1) or not out.is_file():
-            return _rerun_failed(command, proc.returncode, proc.stderr or proc.stdout)
-        try:
-            checked = json.loads(out.read_text())
-        except json.JSONDecodeError as exc:
-            return _rerun_failed(command, proc.returncode, f"{out}: not valid JSON: {exc}")
-    resim = checked["resimulation"] or {}
-    differences = resim.get("differences", [])
-    return {
-        "resimulation_match": bool(resim.get("match", False)),
-        "method": command,
-        "returncode": proc.returncode,
-        "error": None,
-        "patients_checked": len(resim.get("patients", [])),
-        "arms_checked": len(resim.get("arms", [])),
-        "n_differences": len(differences),
-        "manifest_mismatches": len(checked["hash_mismatches"]),
-        "refused": resim.get("refused"),
-        "patients": resim.get("patients", []),
-        "arms": resim.get("arms", []),
-        "differences": differences[:MAX_DIFFERENCES_SHOWN],
-    }
+    return _VerifyProcess(results, sample=sample, seed=seed).result()
 
 
 def _json_if_any(path: Path) -> Any:
@@ -328,7 +348,26 @@ def run_report(
         "merkle": tree_summary(res) if cohort is not None and outcomes is not None else None,
     }
     write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
-    rerun = reproducibility_evidence(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
+    # the separate re-run works while this process computes the report's tables and figure
+    answer_figure, drawn = None, None
+    with tempfile.TemporaryDirectory(prefix="isct-report-") as scratch:
+        verifying = _VerifyProcess(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
+        try:
+            tables, certificate_context, populations = _tables(
+                trial, res, outcomes, cohort, certificate
+            )
+            if "answer_by_arm" in tables:
+                from credibility.answer import plot_answer
+
+                # drawn outside the results: the re-run checks the manifest's hashes meanwhile
+                question = trial["report"]["question"]
+                drawn = plot_answer(outcomes, cohort, question, Path(scratch) / "answer.png")
+        finally:
+            rerun = verifying.result()
+        if drawn is not None:
+            answer_figure = res / "figures" / "answer.png"
+            answer_figure.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(drawn, answer_figure)
 
     validation = _read_csv(ev_dir / "validation.csv")
     applic = _read_csv(ev_dir / "applicability.csv")
@@ -372,20 +411,21 @@ def run_report(
         "arms": trial.arm_names,
         "model": f"{model.name} {model.version}",
     }
-    tables, certificate_context, populations = _tables(trial, res, outcomes, cohort, certificate)
     for name, table in tables.items():
         table.to_csv(ev_dir / f"{name}.csv", index=False)
         written[name] = ev_dir / f"{name}.csv"
     answer = None
     if "answer_by_arm" in tables:
-        from credibility.answer import plot_answer
-
-        question = trial["report"]["question"]
-        figure = plot_answer(outcomes, cohort, question, res / "figures" / "answer.png")
         by_arm, paired = tables["answer_by_arm"], tables["answer_paired"]
-        answer = {"question": question, "by_arm": by_arm, "paired": paired, "figure": figure}
-        if figure is not None:
-            written["answer_figure"] = figure
+        question = trial["report"]["question"]
+        answer = {
+            "question": question,
+            "by_arm": by_arm,
+            "paired": paired,
+            "figure": answer_figure,
+        }
+        if answer_figure is not None:
+            written["answer_figure"] = answer_figure
     sizing = _json_if_any(res / "sizing" / "sizing.json")
     planning = tables.get("planning")
     calibration_context = None

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from ..cluster import client_from_env
 from ..evaluator import clean_attrs, first_patients, float_endpoints
 from ..jsonio import write_json
 from ..trial import Trial
-from .common import placeholder_figure
+from .common import in_stage_context, placeholder_figure
 from .uq import evaluator_for
 
 __all__ = ["run_sensitivity"]
@@ -49,6 +50,41 @@ def given_data_indices(method: str, covariates, X, Y, seed: int) -> xr.Dataset:
     return ds
 
 
+def _covariate_indices(
+    scfg: Any, cohort: str, outcomes: str, endpoints: list[str], seed: int
+) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
+    """Given-data indices of each endpoint to the cohort covariates, by each covariate method:
+    the datasets (``output, arm, parameter``) and their summary for ``sa.json``."""
+    covariates = scfg["covariates"]
+    log.info("given-data indices to %d covariates", len(covariates))
+    coh = xr.open_zarr(cohort, consolidated=False)
+    out = xr.open_zarr(outcomes, consolidated=False)
+    ok = np.flatnonzero((out["status"] == 0).all("arm").values)
+    if ok.size > scfg["covariate_patients"]:
+        rng = np.random.default_rng(seed)
+        ok = np.sort(rng.choice(ok, size=scfg["covariate_patients"], replace=False))
+    X = np.column_stack([coh[c].values[ok] for c in covariates])
+    Y = {e: out[e].values[:, ok].T for e in endpoints}  # (n_patients, n_arms)
+    summary: dict[str, Any] = {"names": covariates, "patients": int(ok.size), "methods": {}}
+    datasets = {}
+    for method in scfg["covariate_methods"]:
+        parts = [given_data_indices(method, covariates, X, {e: Y[e]}, seed) for e in endpoints]
+        log.info("given-data %s indices of %d endpoints", method, len(endpoints))
+        ds = xr.concat(parts, dim="output").assign_coords(arm=[str(a) for a in out["arm"].values])
+        datasets[method] = ds
+        index = "delta" if method == "delta" else "PAWN"
+        summary["methods"][method] = {
+            str(o): {
+                str(a): dict(
+                    zip(covariates, map(float, ds[index].sel(output=o, arm=a).values), strict=True)
+                )
+                for a in ds["arm"].values
+            }
+            for o in ds["output"].values
+        }
+    return datasets, summary
+
+
 def run_sensitivity(
     trial: Trial,
     *,
@@ -73,6 +109,14 @@ def run_sensitivity(
     with contextlib.ExitStack() as stack:
         if client is None and scfg["enabled"]:  # one cluster for the whole stage
             client = stack.enter_context(client_from_env())
+        # The given-data indices need no model run: computed in a thread of their own while
+        # the workers run the parameter design, instead of after it with the workers idle.
+        covariate_job = None
+        if scfg["enabled"] and scfg["covariates"]:
+            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="isct-sa"))
+            covariate_job = pool.submit(
+                in_stage_context(_covariate_indices), scfg, cohort, outcomes, endpoints, seed
+            )
         shutil.rmtree(store, ignore_errors=True)  # derived from the run stores; rebuilt whole
         Path(store).parent.mkdir(parents=True, exist_ok=True)
         mode = "w"
@@ -135,45 +179,14 @@ def run_sensitivity(
                     placeholder_figure(
                         path, "Parameter sensitivity not run (disabled or no uncertain parameters)."
                     )
-        covariates = scfg["covariates"]
-        if scfg["enabled"] and covariates:
-            log.info("given-data indices to %d covariates", len(covariates))
-            coh = xr.open_zarr(cohort, consolidated=False)
-            out = xr.open_zarr(outcomes, consolidated=False)
+        if covariate_job is not None:
+            datasets, result["covariates"] = covariate_job.result()
             read.update(cohort=cohort, outcomes=outcomes)
-            ok = np.flatnonzero((out["status"] == 0).all("arm").values)
-            if ok.size > scfg["covariate_patients"]:
-                rng = np.random.default_rng(seed)
-                ok = np.sort(rng.choice(ok, size=scfg["covariate_patients"], replace=False))
-            X = np.column_stack([coh[c].values[ok] for c in covariates])
-            Y = {e: out[e].values[:, ok].T for e in endpoints}  # (n_patients, n_arms)
-            result["covariates"] = {"names": covariates, "patients": int(ok.size), "methods": {}}
-            for method in scfg["covariate_methods"]:
-                parts = [
-                    given_data_indices(method, covariates, X, {e: Y[e]}, seed) for e in endpoints
-                ]
-                log.info("given-data %s indices of %d endpoints", method, len(endpoints))
-                ds = xr.concat(parts, dim="output").assign_coords(
-                    arm=[str(a) for a in out["arm"].values]
-                )
+            for method, ds in datasets.items():
                 clean_attrs(ds).to_zarr(
                     store, group=f"covariates_{method}", mode=mode, consolidated=False
                 )
                 mode = "a"
-                index = "delta" if method == "delta" else "PAWN"
-                result["covariates"]["methods"][method] = {
-                    str(o): {
-                        str(a): dict(
-                            zip(
-                                covariates,
-                                map(float, ds[index].sel(output=o, arm=a).values),
-                                strict=True,
-                            )
-                        )
-                        for a in ds["arm"].values
-                    }
-                    for o in ds["output"].values
-                }
     write_json(summary, result)
     written = {"summary": summary, "figure": figure}
     if convergence_figure is not None:
