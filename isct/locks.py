@@ -89,10 +89,13 @@ def _snakemake_processes_in(workdir: Path) -> list[str]:
     import psutil
 
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "cwd"], ad_value=None):
-        if proc.pid == os.getpid():
-            continue
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "cwd"], ad_value=None):
         cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.pid == os.getpid() or (
+            # the Snakemake this process started ahead and holds back (isct run): no run yet
+            proc.info["ppid"] == os.getpid() and "isct._snakemake --after-go" in cmdline
+        ):
+            continue
         if "snakemake" not in cmdline:
             continue
         cwd = proc.info["cwd"]
@@ -184,7 +187,13 @@ def clear_stale_locks(workdir: str | os.PathLike) -> LockReport:
     return report
 
 
-def run_recorded(argv: Sequence[str], *, workdir: str | os.PathLike, env: dict[str, str]) -> int:
+def run_recorded(
+    argv: Sequence[str],
+    *,
+    workdir: str | os.PathLike,
+    env: dict[str, str],
+    prepare: Callable[[], contextlib.AbstractContextManager[dict[str, Any]]] | None = None,
+) -> int:
     """Run ``argv`` (a snakemake command) with a run record in ``workdir`` held for its life.
 
     The record names this host, this process, the child and the lock files the child writes
@@ -193,22 +202,27 @@ def run_recorded(argv: Sequence[str], *, workdir: str | os.PathLike, env: dict[s
     Ctrl-C reaches the child too (same process group): this waits for Snakemake to stop its
     jobs and remove its locks rather than killing it.
 
+    With ``prepare``, the child is a command that waits for a go line on its stdin
+    (``python -m isct._snakemake --after-go ...``): it is started first, so that it imports
+    while ``prepare()`` is entered here (the config checked, stale locks cleared, the cluster
+    started); the environment variables ``prepare()`` yields are sent with the go line, and
+    its context stays open until the child exits. If entering it fails, the child is told to
+    stop and exits without running anything.
+
     Returns
     -------
     int
         The child's exit status.
     """
     workdir = Path(workdir).resolve()
-    if fcntl is None:
-        with subprocess.Popen(list(argv), env=env) as child:
-            return _wait(child, lambda: None)
     records = workdir / RECORDS
-    records.mkdir(parents=True, exist_ok=True)
-    before = {p.name: _identity(p) for p in lock_files(workdir)}
-    run_id = uuid.uuid4().hex
-    tmp, path = records / f".{run_id}.tmp", records / f"{run_id}.json"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    fd = None
+    if fcntl is not None:
+        records.mkdir(parents=True, exist_ok=True)
+        run_id = uuid.uuid4().hex
+        tmp, path = records / f".{run_id}.tmp", records / f"{run_id}.json"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
     record: dict[str, Any] = {
         "host": socket.gethostname(),
         "isct_pid": os.getpid(),
@@ -222,21 +236,42 @@ def run_recorded(argv: Sequence[str], *, workdir: str | os.PathLike, env: dict[s
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(record, indent=2).encode())
 
-    def record_new_locks() -> None:
-        known = {(i["name"], i["inode"]) for i in record["locks"]}
-        added = [
-            i
-            for p in lock_files(workdir)
-            if (i := _identity(p))
-            and before.get(p.name) != i
-            and (i["name"], i["inode"]) not in known
-        ]
-        if added:
-            record["locks"] += added
-            write()
-
     try:
-        with subprocess.Popen(list(argv), env=env, pass_fds=(fd,)) as child:
+        with (
+            subprocess.Popen(
+                list(argv),
+                env=env,
+                pass_fds=() if fd is None else (fd,),
+                stdin=subprocess.PIPE if prepare is not None else None,
+                text=True,
+            ) as child,
+            contextlib.ExitStack() as stack,
+        ):
+            stdin, child.stdin = child.stdin, None
+            extra = _prepared(child, stdin, stack, prepare) if prepare is not None else None
+            # the lock files before the child can write any (it waits for the go line)
+            before = {p.name: _identity(p) for p in lock_files(workdir)}
+            if extra is not None:
+                record["argv"] += extra.get("args", [])
+                with contextlib.suppress(OSError):  # a child dead already: its status says why
+                    stdin.write(json.dumps({"go": True, **extra}) + "\n")
+                    stdin.close()
+            if fd is None:
+                return _wait(child, lambda: None)
+
+            def record_new_locks() -> None:
+                known = {(i["name"], i["inode"]) for i in record["locks"]}
+                added = [
+                    i
+                    for p in lock_files(workdir)
+                    if (i := _identity(p))
+                    and before.get(p.name) != i
+                    and (i["name"], i["inode"]) not in known
+                ]
+                if added:
+                    record["locks"] += added
+                    write()
+
             record["snakemake_pid"] = child.pid
             write()
             os.rename(tmp, path)  # complete before a checker sees it; the flock stays on it
@@ -244,8 +279,23 @@ def run_recorded(argv: Sequence[str], *, workdir: str | os.PathLike, env: dict[s
         path.unlink(missing_ok=True)
         return code
     finally:
-        tmp.unlink(missing_ok=True)
-        os.close(fd)
+        if fd is not None:
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
+
+
+def _prepared(
+    child: subprocess.Popen, stdin: Any, stack: contextlib.ExitStack, prepare: Callable
+) -> dict[str, Any]:
+    """Enter ``prepare()`` for the run and return what it yields; if that fails, close the
+    child's stdin without a go line (it exits without running anything) and re-raise."""
+    try:
+        return dict(stack.enter_context(prepare()))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            stdin.close()
+        child.wait()
+        raise
 
 
 def _wait(child: subprocess.Popen, every: Callable[[], None]) -> int:

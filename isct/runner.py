@@ -25,14 +25,12 @@ def run_snakemake(
     stages' environment (the command line's scheduler, profile or workers). Returns
     Snakemake's exit status."""
     workdir = Path(args.directory).resolve()
-    # every config problem is reported here, before any work
-    config = load_config(config_path, workdir=workdir)
     args.snakemake_args = _snakemake_profiles_found(args.snakemake_args)
-    targets = [target.format(trial=config["trial"]["name"])] if target else []
     cmd = [
         sys.executable,
         "-m",
-        "isct._snakemake",  # Snakemake's command line, without the slow interpreter exit
+        "isct._snakemake",  # Snakemake's command line, started ahead, without the slow exit
+        "--after-go",
         "--snakefile",
         str(snakefile()),
         "--directory",
@@ -50,13 +48,22 @@ def run_snakemake(
         *(["--dry-run"] if args.dry_run else []),
         *(["--forceall"] if args.forceall else []),
         *args.snakemake_args,
-        *targets,
     ]
+
+    @contextlib.contextmanager
+    def prepare():
+        # every config problem is reported here, before any work (Snakemake, started ahead,
+        # imports meanwhile and runs nothing until told to go)
+        config = load_config(config_path, workdir=workdir)
+        _clear_stale_locks(workdir, args)
+        _cancel_stale_jobs(workdir)
+        with _shared_cluster(args, env) as run_env:
+            changed = {k: v for k, v in run_env.items() if env.get(k) != v}
+            targets = [target.format(trial=config["trial"]["name"])] if target else []
+            yield {"env": changed, "args": targets}
+
     workdir.mkdir(parents=True, exist_ok=True)
-    _clear_stale_locks(workdir, args)
-    _cancel_stale_jobs(workdir)
-    with _shared_cluster(args, env) as env:
-        return run_recorded(cmd, workdir=workdir, env=env)
+    return run_recorded(cmd, workdir=workdir, env=env, prepare=prepare)
 
 
 #: Snakemake arguments that run no job: no cluster is started for them.
@@ -147,24 +154,26 @@ def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
         yield {**env, ENV_SCHEDULER: address} if address else env
 
 
-#: Stages that need no other's outputs and may run at the same time on the run's one cluster.
-OVERLAPPING_STAGES = ("uq", "sensitivity")
+#: The rules that claim every core (``threads: workflow.cores``).
+ALL_CORE_STAGES = ("calibrate", "simulate", "uq", "sensitivity")
 
 
 def _overlapping_stages(argv: list[str]) -> list[str]:
-    """Snakemake arguments that let UQ and sensitivity (and credibility) run at once.
+    """Snakemake arguments that let independent stages run at the same time.
 
-    Their rules claim every core (``threads: workflow.cores``): run alone by plain Snakemake,
-    each stage starts a LocalCluster of that many workers. Under ``isct run`` with stages on
-    this machine they share the run's cluster instead, and the claim only keeps Snakemake from
-    starting one while the other runs: one thread each lets their model runs share the
-    workers, and one stage's own computing fill the time the other waits for them. Stages
+    Four rules claim every core (``threads: workflow.cores``): run by plain Snakemake, each
+    such stage starts a LocalCluster of that many workers, and the claim keeps other jobs
+    from competing with it. Under ``isct run`` with stages on this machine every stage
+    shares the run's one cluster instead, and the claim would only keep Snakemake from
+    starting a job that needs no other's outputs: UQ beside sensitivity (and credibility),
+    the cohort's check figure beside calibration. One thread each lets their model runs share
+    the workers and one stage's own computing fill the time another waits for them. Stages
     sent to a batch system keep their claim (it sizes their allocations); a ``--set-threads``
     on the command line, later in Snakemake's arguments, replaces this one.
     """
     if _stage_executor(argv) not in _LOCAL_EXECUTORS:
         return []
-    return ["--set-threads", *(f"{rule}=1" for rule in OVERLAPPING_STAGES)]
+    return ["--set-threads", *(f"{rule}=1" for rule in ALL_CORE_STAGES)]
 
 
 def _cancel_stale_jobs(workdir: Path) -> None:

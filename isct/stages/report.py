@@ -8,6 +8,7 @@ report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -70,8 +71,14 @@ def _rerun_failed(command: str, returncode: int | None, error: str) -> dict[str,
 
 
 class _VerifyProcess:
-    """The separate ``isct verify`` process of :func:`reproducibility_evidence`, started now
-    and read by :meth:`result`: the report stage computes its tables and figures meanwhile."""
+    """The separate ``isct verify`` process of :func:`reproducibility_evidence`.
+
+    Started before the manifest is written (``--after-go``: the process imports what it
+    needs, then waits for a line ``go`` on its stdin), told to go by :meth:`go` once the
+    manifest is on disk, and read by :meth:`result`; the report stage hashes its inputs and
+    writes the manifest during the first, and computes its tables and figures during the
+    second. Closed without ``go`` (the stage failed), it exits without checking anything.
+    """
 
     def __init__(self, results: str | os.PathLike, *, sample: int | None, seed: int) -> None:
         which = ["--all"] if sample is None else ["--sample", str(sample)]
@@ -83,10 +90,30 @@ class _VerifyProcess:
         self._tmp = tempfile.TemporaryDirectory(prefix="isct-verify-")
         self.out = Path(self._tmp.name) / "verify.json"
         argv = [sys.executable, "-m", "isct", "verify", str(results), *which]
-        argv += ["--seed", str(seed), "--json", str(self.out)]
+        argv += ["--seed", str(seed), "--json", str(self.out), "--after-go"]
         self._proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+
+    def go(self) -> None:
+        """The manifest is written: check it."""
+        stdin, self._proc.stdin = self._proc.stdin, None  # communicate() then leaves it be
+        with contextlib.suppress(OSError):  # a process that died already: result() says how
+            stdin.write("go\n")
+            stdin.close()
+
+    def cancel(self) -> None:
+        """The stage failed before the manifest: the process exits unused."""
+        stdin, self._proc.stdin = self._proc.stdin, None
+        with contextlib.suppress(OSError):
+            stdin.close()
+        self._proc.communicate()
+        self._tmp.cleanup()
 
     def result(self) -> dict[str, Any]:
         try:
@@ -157,7 +184,9 @@ def reproducibility_evidence(
         ``patients``, ``arms`` and ``differences`` (rows: patient, arm, output, stored,
         resimulated). A failed process gives ``resimulation_match`` False, never an exception.
     """
-    return _VerifyProcess(results, sample=sample, seed=seed).result()
+    process = _VerifyProcess(results, sample=sample, seed=seed)
+    process.go()
+    return process.result()
 
 
 def _json_if_any(path: Path) -> Any:
@@ -255,6 +284,37 @@ def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.Data
     return _tables(trial, res, outcomes, cohort, certificate)[0]
 
 
+def _readable(path: Path) -> bool:
+    try:
+        xr.open_zarr(path, consolidated=False)
+    except (FileNotFoundError, KeyError, OSError, ValueError):
+        return False
+    return True
+
+
+def _manifest_args(trial: Trial, res: Path, config_path: str | None) -> dict[str, Any]:
+    """What the manifest records besides the outputs: config, inputs, seeds, hash tree."""
+    model, cred = trial.model, trial["credibility"]
+    inputs: dict[str, Path] = {
+        "population_spec": trial.resolve(trial["cohort"]["population"]),
+        "model_source": Path(__import__(type(model).__module__, fromlist=["_"]).__file__).parent,
+    }
+    for key in ("plan", "comparators", "comparator_populations"):
+        if cred[key]:
+            inputs[key] = trial.resolve(cred[key])
+    if trial["model"].get("card"):
+        inputs["model_card"] = trial.resolve(trial["model"]["card"])
+    stores = _readable(res / "cohort.zarr") and _readable(res / "outcomes.zarr")
+    return {
+        "config_path": Path(config_path) if config_path else trial.path,
+        "inputs": inputs,
+        "seeds": {"trial_seed": trial.seed},
+        "root": res.parent.parent,
+        # the per-patient hash tree's root goes into the manifest and is printed in the report
+        "merkle": tree_summary(res) if stores else None,
+    }
+
+
 def run_report(
     trial: Trial, *, results: str, html: str, manifest: str, config_path: str | None = None
 ) -> Path:
@@ -304,55 +364,42 @@ def run_report(
         "model_card": card_path,
         "plan": plan_path,
     }
-    # hash what this stage reads as it reads it, then check every link of the chain
-    read = {k: p for k, p in candidates.items() if p is not None and Path(p).exists()}
-    reads = record_stage(res, "report", inputs=read, outputs={})["inputs"]
-    chain = check_stage_chain(res)
-    for broken in chain:
-        log.warning("stage chain: %s", broken)
-    hashed = {res.resolve() / e["path"]: e for e in reads.values()}
+    # the separate re-run process starts now: its imports overlap the hashing below
+    verifying = _VerifyProcess(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
+    try:
+        # hash what this stage reads as it reads it, then check every link of the chain
+        read = {k: p for k, p in candidates.items() if p is not None and Path(p).exists()}
+        reads = record_stage(res, "report", inputs=read, outputs={})["inputs"]
+        chain = check_stage_chain(res)
+        for broken in chain:
+            log.warning("stage chain: %s", broken)
+        hashed = {res.resolve() / e["path"]: e for e in reads.values()}
+        outputs = {
+            p.name: p
+            for p in sorted(res.iterdir())
+            if p.name not in ("manifest.json", "logs", "benchmarks", "runs")
+            and not p.name.endswith("_runs.zarr")
+        }
+        manifest_args = _manifest_args(trial, res, config_path)
+        write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
+    except BaseException:
+        verifying.cancel()
+        raise
+    verifying.go()
 
-    stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
-    calibration = _json_if_any(res / "calibration" / "calibration.json")
-    certificate = _json_if_any(res / "certificate" / "summary.json")
-    cohort = _open(res / "cohort.zarr")
-    outcomes = _open(res / "outcomes.zarr")
-    uq = _open(res / "uq.zarr")
-    sa = _open(res / "sa.zarr", group="parameters")
-    card = load_card(card_path, model) if card_path is not None else None
-
-    inputs: dict[str, Path] = {
-        "population_spec": trial.resolve(trial["cohort"]["population"]),
-        "model_source": Path(__import__(type(model).__module__, fromlist=["_"]).__file__).parent,
-    }
-    for key in ("plan", "comparators", "comparator_populations"):
-        if cred[key]:
-            inputs[key] = trial.resolve(cred[key])
-    if trial["model"].get("card"):
-        inputs["model_card"] = trial.resolve(trial["model"]["card"])
-    outputs = {
-        p.name: p
-        for p in sorted(res.iterdir())
-        if p.name not in ("manifest.json", "logs", "benchmarks", "runs")
-        and not p.name.endswith("_runs.zarr")
-    }
-    seeds = {"trial_seed": trial.seed}
-    root = res.parent.parent
-    cfg_file = Path(config_path) if config_path else trial.path
-    # the per-patient hash tree's root goes into the manifest and is printed in the report
-    manifest_args = {
-        "config_path": cfg_file,
-        "inputs": inputs,
-        "seeds": seeds,
-        "root": root,
-        "merkle": tree_summary(res) if cohort is not None and outcomes is not None else None,
-    }
-    write_manifest(res, outputs=outputs, hashed=hashed, **manifest_args)
-    # the separate re-run works while this process computes the report's tables and figure
+    # the re-run works while this process reads the stores, computes the report's tables
+    # and draws the answer figure
     answer_figure, drawn = None, None
     with tempfile.TemporaryDirectory(prefix="isct-report-") as scratch:
-        verifying = _VerifyProcess(res, sample=cred["resimulation"]["patients"], seed=trial.seed)
         try:
+            stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
+            calibration = _json_if_any(res / "calibration" / "calibration.json")
+            certificate = _json_if_any(res / "certificate" / "summary.json")
+            cohort = _open(res / "cohort.zarr")
+            outcomes = _open(res / "outcomes.zarr")
+            uq = _open(res / "uq.zarr")
+            sa = _open(res / "sa.zarr", group="parameters")
+            card = load_card(card_path, model) if card_path is not None else None
             tables, certificate_context, populations = _tables(
                 trial, res, outcomes, cohort, certificate
             )
