@@ -25,7 +25,14 @@ render
 
 from __future__ import annotations
 
-from .context import NOT_COMPUTED, ReportError, build_context
+from .context import NOT_COMPUTED, ReportError, build_context, finish_context, start_context
 from .render import render_report
 
-__all__ = ["NOT_COMPUTED", "ReportError", "build_context", "render_report"]
+__all__ = [
+    "NOT_COMPUTED",
+    "ReportError",
+    "build_context",
+    "finish_context",
+    "render_report",
+    "start_context",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from credibility.plan import Plan, assess
 from . import population, sections
 from . import sizing as sizing_sections
 
-__all__ = ["NOT_COMPUTED", "ReportError", "build_context"]
+__all__ = [
+    "NOT_COMPUTED",
+    "PartialContext",
+    "ReportError",
+    "build_context",
+    "finish_context",
+    "start_context",
+]
 
 NOT_COMPUTED = "Not computed in this run."
 
@@ -135,16 +143,87 @@ def build_context(
         plan = Plan(data=dict(plan))
     if assessment is None and plan is not None and evidence is not None:
         assessment = assess(plan, evidence)
+    partial = start_context(
+        trial=trial,
+        cohort=cohort,
+        outcomes=outcomes,
+        cohort_check=cohort_check,
+        verification=verification,
+        validation=validation,
+        applicability=applicability,
+        uq=uq,
+        sa=sa,
+        plan=plan,
+        model_card=model_card,
+        figures=figures,
+        endpoints=endpoints,
+        events=events,
+        subgroups=subgroups,
+        answer=answer,
+        calibration=calibration,
+        certificate=certificate,
+        populations=populations,
+        sizing=sizing,
+        planning=planning,
+        conf=conf,
+    )
+    return finish_context(partial, assessment=assessment, evidence=evidence, manifest=manifest)
+
+
+@dataclass
+class PartialContext:
+    """The sections :func:`start_context` computed, waiting for the evidence."""
+
+    ctx: dict[str, Any]
+    page: sections.Page
+    figures: Mapping[str, str | Path]
+    model_card: Mapping[str, Any] | None
+    gaps: dict[str, Any]
+
+
+def start_context(
+    *,
+    trial: Mapping[str, Any],
+    cohort: xr.Dataset | None = None,
+    outcomes: xr.Dataset | None = None,
+    cohort_check: pd.DataFrame | None = None,
+    verification: Mapping[str, Any] | None = None,
+    validation: pd.DataFrame | None = None,
+    applicability: pd.DataFrame | None = None,
+    uq: xr.Dataset | None = None,
+    sa: xr.Dataset | None = None,
+    plan: Plan | Mapping[str, Any] | None = None,
+    model_card: Mapping[str, Any] | None = None,
+    figures: Mapping[str, str | Path] | None = None,
+    endpoints: Sequence[str] | None = None,
+    events: Mapping[str, Any] | None = None,
+    subgroups: Sequence[Mapping[str, Any]] = (),
+    answer: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    certificate: Mapping[str, Any] | None = None,
+    populations: Mapping[str, Any] | None = None,
+    sizing: Mapping[str, Any] | None = None,
+    planning: pd.DataFrame | None = None,
+    conf: float = 0.95,
+) -> PartialContext:
+    """Every section of :func:`build_context` that needs neither the evidence, its
+    assessment nor the manifest (all the tables and figures of the results): the report
+    stage computes them while its separate re-run, part of the evidence, still runs.
+    :func:`finish_context` adds the rest. Parameters as :func:`build_context`."""
+    if "name" not in trial:
+        raise ReportError("trial metadata: key 'name' is required")
+    if plan is not None and not isinstance(plan, Plan):
+        plan = Plan(data=dict(plan))
     page = sections.Page()
     tabulated = {"endpoints": endpoints, "events": events, "conf": conf}
-    # one entry per section; evaluated in this order, which is the order of the notes
+    # one entry per section, evaluated in this order (the order of the notes); the
+    # assessment's entry, first in the report, is computed by finish_context
     ctx: dict[str, Any] = {
         "trial": dict(trial),
         "generated_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "conf_pct": f"{100 * conf:g}",
         "not_computed": NOT_COMPUTED,
         "plan": sections.question(plan),
-        "assessment": sections.assessment(assessment, page),
         "model": sections.model(model_card),
         "verification": sections.verification(verification, plan, page),
         "answer": sections.answer(answer),
@@ -162,9 +241,7 @@ def build_context(
         "subgroups": sections.subgroups(
             cohort, outcomes, cohort_check, page, subgroups=subgroups, **tabulated
         ),
-        **sections.provenance(manifest, evidence),
     }
-    sections.extra_figures(figures or {}, page)
     gaps = {
         "uncertainty quantification": uq,
         "sensitivity analysis": sa,
@@ -172,6 +249,25 @@ def build_context(
         "validation against clinical comparators": validation,
         "cohort applicability check": applicability,
     }
-    ctx["limitations"] = sections.limitations(model_card, gaps, page)
+    return PartialContext(ctx, page, figures or {}, model_card, gaps)
+
+
+def finish_context(
+    partial: PartialContext,
+    *,
+    assessment: pd.DataFrame | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The template context: :func:`start_context`'s sections with the assessment, the
+    provenance, the extra figures and the limitations (what :func:`build_context` returns)."""
+    first = sections.Page()  # the assessment's figure and note come before all others
+    ctx = {"assessment": sections.assessment(assessment, first), **partial.ctx}
+    page = sections.Page(
+        figures={**first.figures, **partial.page.figures}, notes=first.notes + partial.page.notes
+    )
+    ctx.update(sections.provenance(manifest, evidence))
+    sections.extra_figures(partial.figures, page)
+    ctx["limitations"] = sections.limitations(partial.model_card, partial.gaps, page)
     ctx["notes"], ctx["figures"] = page.notes, page.figures
     return {k: v for k, v in ctx.items() if v is not None}

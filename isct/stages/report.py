@@ -284,6 +284,16 @@ def report_tables(trial: Trial, results: str | os.PathLike) -> dict[str, pd.Data
     return _tables(trial, res, outcomes, cohort, certificate)[0]
 
 
+def _calibration_context(res: Path, calibration: dict[str, Any] | None) -> dict[str, Any] | None:
+    if calibration is None:
+        return None
+    return {
+        "summary": calibration,
+        "fit": _read_csv(res / "calibration" / "calibration_fit.csv"),
+        "loso": _read_csv(res / "calibration" / "calibration_loso.csv"),
+    }
+
+
 def _readable(path: Path) -> bool:
     try:
         xr.open_zarr(path, consolidated=False)
@@ -329,7 +339,7 @@ def run_report(
     """
     from credibility.evidence import collect_evidence
     from credibility.plan import assess, load_plan
-    from credibility.report import build_context, render_report
+    from credibility.report import finish_context, render_report, start_context
 
     res = Path(results)
     ev_dir = res / "evidence"
@@ -387,9 +397,8 @@ def run_report(
         raise
     verifying.go()
 
-    # the re-run works while this process reads the stores, computes the report's tables
-    # and draws the answer figure
-    answer_figure, drawn = None, None
+    # the re-run works while this process reads the stores, computes the report's tables,
+    # draws the answer figure and builds every section that does not need the evidence
     with tempfile.TemporaryDirectory(prefix="isct-report-") as scratch:
         try:
             stage_evidence = json.loads((ev_dir / "evidence.json").read_text())
@@ -403,25 +412,73 @@ def run_report(
             tables, certificate_context, populations = _tables(
                 trial, res, outcomes, cohort, certificate
             )
+            answer, drawn = None, None
             if "answer_by_arm" in tables:
                 from credibility.answer import plot_answer
 
                 # drawn outside the results: the re-run checks the manifest's hashes meanwhile
                 question = trial["report"]["question"]
                 drawn = plot_answer(outcomes, cohort, question, Path(scratch) / "answer.png")
+                answer = {
+                    "question": question,
+                    "by_arm": tables["answer_by_arm"],
+                    "paired": tables["answer_paired"],
+                    "figure": drawn,
+                }
+            validation = _read_csv(ev_dir / "validation.csv")
+            applic = _read_csv(ev_dir / "applicability.csv")
+            gci_table = _read_csv(ev_dir / "gci.csv")
+            verification = dict(stage_evidence.get("verification", {}))
+            scalars = {k: v for k, v in verification.items() if not isinstance(v, dict | list)}
+            if gci_table is not None:  # labelled rows for the report's table and bar chart
+                gci_table.index = [
+                    f"{a}/{e}" for a, e in zip(gci_table["arm"], gci_table["endpoint"], strict=True)
+                ]
+                verification["gci_table"] = gci_table
+            plan = load_plan(plan_path) if plan_path is not None else None
+            if plan is not None:  # show the plan as the config names it, not a machine path
+                plan = dataclasses.replace(plan, source=cred["plan"])
+            partial = start_context(
+                events=model.events,
+                subgroups=trial["report"]["subgroups"],
+                answer=answer,
+                calibration=_calibration_context(res, calibration),
+                certificate=certificate_context,
+                populations=populations,
+                sizing=_json_if_any(res / "sizing" / "sizing.json"),
+                planning=tables.get("planning"),
+                trial={
+                    **trial["trial"],
+                    "n_patients": int(outcomes.sizes["patient"])
+                    if outcomes is not None
+                    else trial["cohort"]["n"],
+                    "arms": trial.arm_names,
+                    "model": f"{model.name} {model.version}",
+                },
+                cohort=cohort,
+                outcomes=outcomes,
+                cohort_check=_read_csv(res / "cohort_check.csv"),
+                verification=verification,
+                validation=validation,
+                applicability=applic,
+                uq=uq,
+                sa=sa,
+                plan=plan,
+                model_card=card,
+                figures={k: v for k, v in figures.items() if v.is_file()},
+                endpoints=[e for e in trial.endpoints if e in outcomes],
+            )
         finally:
             rerun = verifying.result()
+        written: dict[str, Path] = {}
         if drawn is not None:
             answer_figure = res / "figures" / "answer.png"
             answer_figure.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(drawn, answer_figure)
+            written["answer_figure"] = answer_figure
 
-    validation = _read_csv(ev_dir / "validation.csv")
-    applic = _read_csv(ev_dir / "applicability.csv")
-    gci_table = _read_csv(ev_dir / "gci.csv")
-    verification = dict(stage_evidence.get("verification", {}))
     evidence = collect_evidence(
-        verification={k: v for k, v in verification.items() if not isinstance(v, dict | list)},
+        verification=scalars,
         code_verification=stage_evidence.get("code_verification"),
         validation=validation,
         applicability=applic,
@@ -434,79 +491,20 @@ def run_report(
         cohort=certificate,
         quantities_of_interest=trial.endpoints,
     )
-    plan = load_plan(plan_path) if plan_path is not None else None
-    if plan is not None:  # show the plan as the config names it, not a machine path
-        plan = dataclasses.replace(plan, source=cred["plan"])
     assessment = assess(plan, evidence) if plan is not None else None
-    written: dict[str, Path] = {}
     if assessment is not None:
         assessment.to_csv(ev_dir / "assessment.csv", index=False)
         written["assessment"] = ev_dir / "assessment.csv"
     write_json(ev_dir / "evidence_final.json", evidence)
     written["evidence_final"] = ev_dir / "evidence_final.json"
-
-    if gci_table is not None:  # labelled rows for the report's table and bar chart
-        gci_table.index = [
-            f"{a}/{e}" for a, e in zip(gci_table["arm"], gci_table["endpoint"], strict=True)
-        ]
-        verification["gci_table"] = gci_table
-    about = {
-        **trial["trial"],
-        "n_patients": int(outcomes.sizes["patient"])
-        if outcomes is not None
-        else trial["cohort"]["n"],
-        "arms": trial.arm_names,
-        "model": f"{model.name} {model.version}",
-    }
     for name, table in tables.items():
         table.to_csv(ev_dir / f"{name}.csv", index=False)
         written[name] = ev_dir / f"{name}.csv"
-    answer = None
-    if "answer_by_arm" in tables:
-        by_arm, paired = tables["answer_by_arm"], tables["answer_paired"]
-        question = trial["report"]["question"]
-        answer = {
-            "question": question,
-            "by_arm": by_arm,
-            "paired": paired,
-            "figure": answer_figure,
-        }
-        if answer_figure is not None:
-            written["answer_figure"] = answer_figure
-    sizing = _json_if_any(res / "sizing" / "sizing.json")
-    planning = tables.get("planning")
-    calibration_context = None
-    if calibration is not None:
-        calibration_context = {
-            "summary": calibration,
-            "fit": _read_csv(res / "calibration" / "calibration_fit.csv"),
-            "loso": _read_csv(res / "calibration" / "calibration_loso.csv"),
-        }
-    context = build_context(
-        events=model.events,
-        subgroups=trial["report"]["subgroups"],
-        answer=answer,
-        calibration=calibration_context,
-        certificate=certificate_context,
-        populations=populations,
-        sizing=sizing,
-        planning=planning,
-        trial=about,
-        cohort=cohort,
-        outcomes=outcomes,
-        cohort_check=_read_csv(res / "cohort_check.csv"),
-        verification=verification,
-        validation=validation,
-        applicability=applic,
-        uq=uq,
-        sa=sa,
-        plan=plan,
+    context = finish_context(
+        partial,
         assessment=assessment,
         evidence=evidence,
-        model_card=card,
         manifest=json.loads(Path(manifest).read_text()),
-        figures={k: v for k, v in figures.items() if v.is_file()},
-        endpoints=[e for e in trial.endpoints if e in outcomes],
     )
     out = render_report(html, context=context, pdf=trial["report"]["pdf"])
     written["html"] = Path(html)
