@@ -26,8 +26,13 @@ AFTER_GO = "--after-go"
 
 def _wait_for_go() -> list[str] | None:
     """The arguments to append, once the go line came; None without one."""
-    import snakemake.cli  # noqa: F401  (the imports this process starts early for)
+    # the imports this process starts early for: Snakemake, the stages and what the first
+    # stage (the cohort) needs
+    import matplotlib.figure  # noqa: F401
+    import snakemake.cli  # noqa: F401
 
+    import cohorts  # noqa: F401
+    import credibility  # noqa: F401
     import isct.stages.rules  # noqa: F401
 
     line = sys.stdin.readline()

@@ -48,13 +48,14 @@ _PROFILE_KEYS = {
 _ADAPT_KEYS = {"minimum", "maximum", "interval", "wait_count", "target_duration"}
 
 
-def local_cluster(n_workers: int | None, *, wait: bool = True):
+def local_cluster(n_workers: int | None, *, wait: bool = True, start: bool = True):
     """An embedded LocalCluster of ``n_workers`` single-threaded worker processes (default:
     one per core).
 
     With ``wait=False`` it returns as soon as the scheduler listens and the workers start in
     the background (they join as they come up; tasks wait for them): ``isct run`` starts
-    Snakemake meanwhile, instead of waiting ≈ 1.5 s for the workers first.
+    Snakemake meanwhile, instead of waiting ≈ 1.5 s for the workers first. With
+    ``start=False`` as well, no worker starts until the caller calls ``cluster.scale(n)``.
     """
     from distributed import LocalCluster
 
@@ -69,7 +70,7 @@ def local_cluster(n_workers: int | None, *, wait: bool = True):
         dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
-    if not wait:
+    if not wait and start:
         cluster.scale(n)
     return cluster
 

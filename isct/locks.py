@@ -252,10 +252,13 @@ def run_recorded(
             # the lock files before the child can write any (it waits for the go line)
             before = {p.name: _identity(p) for p in lock_files(workdir)}
             if extra is not None:
+                then = extra.pop("then", None)
                 record["argv"] += extra.get("args", [])
                 with contextlib.suppress(OSError):  # a child dead already: its status says why
                     stdin.write(json.dumps({"go": True, **extra}) + "\n")
                     stdin.close()
+                if then is not None:
+                    then()
             if fd is None:
                 return _wait(child, lambda: None)
 

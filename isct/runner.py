@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
@@ -57,10 +58,10 @@ def run_snakemake(
         config = load_config(config_path, workdir=workdir)
         _clear_stale_locks(workdir, args)
         _cancel_stale_jobs(workdir)
-        with _shared_cluster(args, env) as run_env:
+        with _shared_cluster(args, env) as (run_env, start_workers):
             changed = {k: v for k, v in run_env.items() if env.get(k) != v}
             targets = [target.format(trial=config["trial"]["name"])] if target else []
-            yield {"env": changed, "args": targets}
+            yield {"env": changed, "args": targets, "then": start_workers}
 
     workdir.mkdir(parents=True, exist_ok=True)
     return run_recorded(cmd, workdir=workdir, env=env, prepare=prepare)
@@ -116,9 +117,14 @@ def _stage_executor(argv: list[str]) -> str:
     return "local"
 
 
+def _nothing() -> None:
+    return None
+
+
 @contextlib.contextmanager
 def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
-    """One cluster for every stage of this run.
+    """One cluster for every stage of this run: yields the stages' environment and a call
+    that starts the cluster's workers (when Snakemake is told to go).
 
     Without a cluster to connect to, each stage would start a cluster and warm its workers
     up (imports, compiled model code) again, and with a job-queue profile submit and wait
@@ -136,22 +142,26 @@ def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
     its allocation, unless a cluster profile's workers (reached from every job) serve them all.
     """
     if args.dry_run or env.get(ENV_SCHEDULER) or any(a in _NO_JOBS for a in args.snakemake_args):
-        yield env
+        yield env, _nothing
         return
     workdir = Path(args.directory).resolve()
     # the workers (and any worker the nanny restarts, any batch job) work in the run
     # directory, as the stages do
+    start = _nothing
     with contextlib.chdir(workdir), contextlib.ExitStack() as stack:
         if env.get(ENV_PROFILE):
             cluster, address = stack.enter_context(profile_cluster(env[ENV_PROFILE], workdir))
             address = address or cluster.scheduler_address
         elif _stage_executor(args.snakemake_args) in _LOCAL_EXECUTORS:
             workers = int(env.get(ENV_WORKERS) or args.cores)
-            cluster = stack.enter_context(local_cluster(workers, wait=False))
+            cluster = stack.enter_context(local_cluster(workers, wait=False, start=False))
             address = cluster.scheduler_address
+            # the workers start once Snakemake is told to go: until then the cores check the
+            # config and import Snakemake; the first stage (the cohort) needs no worker
+            start = functools.partial(cluster.scale, workers)
         else:
             address = None
-        yield {**env, ENV_SCHEDULER: address} if address else env
+        yield ({**env, ENV_SCHEDULER: address} if address else env), start
 
 
 #: The rules that claim every core (``threads: workflow.cores``).
