@@ -138,7 +138,7 @@ def test_tiny_trial_on_slurm_workers_survives_a_cancelled_job(tmp_path, tiny_run
             # process, notices the lost job and submits its replacement: however quickly
             # the rest of the trial would run, the replacement is seen while the run lasts
             stages = next(
-                c for c in psutil.Process(proc.pid).children() if "snakemake" in c.cmdline()
+                c for c in psutil.Process(proc.pid).children() if "isct._snakemake" in c.cmdline()
             )
             subprocess.run(["scancel", victim], check=True)
             assert wait_for(lambda: job_fields(victim)["JobState"] == "CANCELLED", 30)
