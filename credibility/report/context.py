@@ -35,31 +35,10 @@ class ReportError(CredibilityError):
 
 def build_context(
     *,
-    trial: Mapping[str, Any],
-    cohort: xr.Dataset | None = None,
-    outcomes: xr.Dataset | None = None,
-    cohort_check: pd.DataFrame | None = None,
-    verification: Mapping[str, Any] | None = None,
-    validation: pd.DataFrame | None = None,
-    applicability: pd.DataFrame | None = None,
-    uq: xr.Dataset | None = None,
-    sa: xr.Dataset | None = None,
-    plan: Plan | Mapping[str, Any] | None = None,
     assessment: pd.DataFrame | None = None,
     evidence: Mapping[str, Any] | None = None,
-    model_card: Mapping[str, Any] | None = None,
     manifest: Mapping[str, Any] | None = None,
-    figures: Mapping[str, str | Path] | None = None,
-    endpoints: Sequence[str] | None = None,
-    events: Mapping[str, Any] | None = None,
-    subgroups: Sequence[Mapping[str, Any]] = (),
-    answer: Mapping[str, Any] | None = None,
-    calibration: Mapping[str, Any] | None = None,
-    certificate: Mapping[str, Any] | None = None,
-    populations: Mapping[str, Any] | None = None,
-    sizing: Mapping[str, Any] | None = None,
-    planning: pd.DataFrame | None = None,
-    conf: float = 0.95,
+    **parts: Any,
 ) -> dict[str, Any]:
     """Compute every table and figure of the report; missing pieces become explicit notes.
 
@@ -137,36 +116,12 @@ def build_context(
     credibility.tables.TableError
         If a requested endpoint is not in ``outcomes``.
     """
-    if "name" not in trial:
-        raise ReportError("trial metadata: key 'name' is required")
+    plan = parts.get("plan")
     if plan is not None and not isinstance(plan, Plan):
-        plan = Plan(data=dict(plan))
+        plan = parts["plan"] = Plan(data=dict(plan))
     if assessment is None and plan is not None and evidence is not None:
         assessment = assess(plan, evidence)
-    partial = start_context(
-        trial=trial,
-        cohort=cohort,
-        outcomes=outcomes,
-        cohort_check=cohort_check,
-        verification=verification,
-        validation=validation,
-        applicability=applicability,
-        uq=uq,
-        sa=sa,
-        plan=plan,
-        model_card=model_card,
-        figures=figures,
-        endpoints=endpoints,
-        events=events,
-        subgroups=subgroups,
-        answer=answer,
-        calibration=calibration,
-        certificate=certificate,
-        populations=populations,
-        sizing=sizing,
-        planning=planning,
-        conf=conf,
-    )
+    partial = start_context(**parts)  # every other keyword, as start_context takes it
     return finish_context(partial, assessment=assessment, evidence=evidence, manifest=manifest)
 
 
