@@ -16,6 +16,9 @@ Usage: ``python benchmarks/bench_trial.py [CONFIG] [--cores 2]``
    up.
 4. Model-run time = simulations / that speed; the ratios of the whole run and of each stage
    to their model-run time.
+5. Also the model's own CPU time in the run: every engine store records the CPU seconds its
+   tasks spent in the model (``isct_model_cpu_s``); summed over the stores and divided by N,
+   the ratios to it ("in run").
 """
 
 from __future__ import annotations
