@@ -48,31 +48,33 @@ _PROFILE_KEYS = {
 _ADAPT_KEYS = {"minimum", "maximum", "interval", "wait_count", "target_duration"}
 
 
-def local_cluster(n_workers: int | None, *, wait: bool = True, start: bool = True):
+def local_cluster(n_workers: int | None, *, start: bool = True):
     """An embedded LocalCluster of ``n_workers`` single-threaded worker processes (default:
     one per core).
 
-    With ``wait=False`` it returns as soon as the scheduler listens and the workers start in
-    the background (they join as they come up; tasks wait for them): ``isct run`` starts
-    Snakemake meanwhile, instead of waiting ≈ 1.5 s for the workers first. With
-    ``start=False`` as well, no worker starts until the caller calls ``cluster.scale(n)``.
+    With ``start=False`` it returns as soon as the scheduler listens, with no worker yet:
+    the caller starts them with ``cluster.scale(n)`` when it wants them (``isct run`` once
+    Snakemake goes; tasks wait for workers to join).
     """
     from distributed import LocalCluster
 
     n = n_workers or max(1, os.cpu_count() or 1)
     # One thread per worker process: numeric models run single-threaded, in parallel by process.
-    for key, value in SINGLE_THREAD_ENV.items():
-        os.environ.setdefault(key, value)
-    cluster = LocalCluster(
-        n_workers=n if wait else 0,
+    _single_thread_env()
+    return LocalCluster(
+        n_workers=n if start else 0,
         threads_per_worker=1,
         processes=True,
         dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
-    if not wait and start:
-        cluster.scale(n)
-    return cluster
+
+
+def _single_thread_env() -> None:
+    """BLAS, OpenMP and numba of the libraries loaded (and processes started) from now on:
+    one thread each, unless the user set the variable."""
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def single_threaded_numerics() -> None:
@@ -88,8 +90,7 @@ def single_threaded_numerics() -> None:
     """
     from threadpoolctl import threadpool_limits
 
-    for key, value in SINGLE_THREAD_ENV.items():
-        os.environ.setdefault(key, value)
+    _single_thread_env()
     threadpool_limits(limits=1)
 
 

@@ -154,7 +154,7 @@ def _shared_cluster(args: argparse.Namespace, env: dict[str, str]):
             address = address or cluster.scheduler_address
         elif _stage_executor(args.snakemake_args) in _LOCAL_EXECUTORS:
             workers = int(env.get(ENV_WORKERS) or args.cores)
-            cluster = stack.enter_context(local_cluster(workers, wait=False, start=False))
+            cluster = stack.enter_context(local_cluster(workers, start=False))
             address = cluster.scheduler_address
             # the workers start once Snakemake is told to go: until then the cores check the
             # config and import Snakemake; the first stage (the cohort) needs no worker
@@ -175,9 +175,9 @@ def _overlapping_stages(argv: list[str]) -> list[str]:
     such stage starts a LocalCluster of that many workers, and the claim keeps other jobs
     from competing with it. Under ``isct run`` with stages on this machine every stage
     shares the run's one cluster instead, and the claim would only keep Snakemake from
-    starting a job that needs no other's outputs: UQ beside sensitivity (and credibility),
-    the cohort's check figure beside calibration. One thread each lets their model runs share
-    the workers and one stage's own computing fill the time another waits for them. Stages
+    starting a job that needs no other's outputs: UQ beside sensitivity (and credibility).
+    One thread each lets their model runs share the workers and one stage's own computing
+    fill the time another waits for them. Stages
     sent to a batch system keep their claim (it sizes their allocations); a ``--set-threads``
     on the command line, later in Snakemake's arguments, replaces this one.
     """
