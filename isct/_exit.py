@@ -15,9 +15,10 @@ import atexit
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["exit_now", "status_of"]
+__all__ = ["exit_after", "exit_now", "status_of"]
 
 
 def status_of(code: object) -> int:
@@ -35,3 +36,13 @@ def exit_now(status: int) -> NoReturn:
         sys.stderr.flush()
     finally:
         os._exit(status)
+
+
+def exit_after(call: Callable[[], object]) -> NoReturn:
+    """Run a command-line entry point (its return value or ``SystemExit`` is the status),
+    then :func:`exit_now`. Any other exception propagates: Python prints it and exits 1."""
+    try:
+        status = status_of(call())
+    except SystemExit as exc:
+        status = status_of(exc.code)
+    exit_now(status)

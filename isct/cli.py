@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from ._ahead import AFTER_GO
 from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, single_threaded_numerics
 from .errors import ConfigError, IsctError
 from .resources import default_config, workflow_dir
@@ -141,7 +142,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         import cohorts  # noqa: F401  (what reading the trial's config imports, while waiting)
         import credibility.comparators  # noqa: F401
 
-        if sys.stdin.readline().strip() != "go":
+        from ._ahead import wait_for_go
+
+        if wait_for_go() is None:
             return 2  # started ahead by the report stage, which then could not write the manifest
     result = verify(
         args.results_dir,
@@ -330,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # the report stage starts this process before the manifest exists (its imports then
     # overlap the manifest's hashing) and writes "go" once it is written
-    p.add_argument("--after-go", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(AFTER_GO, action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--root",
         help="run directory the manifest's entries outside the results folder (config, "
@@ -441,13 +444,9 @@ def _input_errors() -> tuple[type[Exception], ...]:
 def run() -> None:
     """The ``isct`` console script and ``python -m isct``: :func:`main`, then the process ends
     at once (:func:`isct._exit.exit_now`) instead of tearing down every module it imported."""
-    from ._exit import exit_now, status_of
+    from ._exit import exit_after
 
-    try:
-        status = main()
-    except SystemExit as exc:
-        status = status_of(exc.code)
-    exit_now(status)
+    exit_after(main)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._ahead import AFTER_GO, hold_back, send_go
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock, so no run is ever known to be dead
@@ -93,7 +95,7 @@ def _snakemake_processes_in(workdir: Path) -> list[str]:
         cmdline = " ".join(proc.info["cmdline"] or [])
         if proc.pid == os.getpid() or (
             # the Snakemake this process started ahead and holds back (isct run): no run yet
-            proc.info["ppid"] == os.getpid() and "isct._snakemake --after-go" in cmdline
+            proc.info["ppid"] == os.getpid() and f"isct._snakemake {AFTER_GO}" in cmdline
         ):
             continue
         if "snakemake" not in cmdline:
@@ -254,9 +256,7 @@ def run_recorded(
             if extra is not None:
                 then = extra.pop("then", None)
                 record["argv"] += extra.get("args", [])
-                with contextlib.suppress(OSError):  # a child dead already: its status says why
-                    stdin.write(json.dumps({"go": True, **extra}) + "\n")
-                    stdin.close()
+                send_go(stdin, **extra)
                 if then is not None:
                     then()
             if fd is None:
@@ -295,8 +295,7 @@ def _prepared(
     try:
         return dict(stack.enter_context(prepare()))
     except BaseException:
-        with contextlib.suppress(OSError):
-            stdin.close()
+        hold_back(stdin)
         child.wait()
         raise
 

@@ -9,6 +9,7 @@ import functools
 import sys
 from pathlib import Path
 
+from ._ahead import AFTER_GO
 from .cluster import ENV_PROFILE, ENV_SCHEDULER, ENV_WORKERS, local_cluster, profile_cluster
 from .jobqueue import cancel_stale_jobs
 from .locks import clear_stale_locks, run_recorded
@@ -31,7 +32,7 @@ def run_snakemake(
         sys.executable,
         "-m",
         "isct._snakemake",  # Snakemake's command line, started ahead, without the slow exit
-        "--after-go",
+        AFTER_GO,
         "--snakefile",
         str(snakefile()),
         "--directory",

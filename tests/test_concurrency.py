@@ -157,7 +157,7 @@ def test_verify_started_ahead_checks_nothing_without_go(tmp_path):
     proc = _run(argv, "", tmp_path)
     assert proc.returncode == 2 and not out.exists()
     # with go it checks, and the folder has no manifest: one clear error, status 2
-    proc = _run(argv, "go\n", tmp_path)
+    proc = _run(argv, '{"go": true}\n', tmp_path)
     assert proc.returncode == 2 and "manifest" in proc.stderr and not out.exists()
 
 

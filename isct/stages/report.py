@@ -8,7 +8,6 @@ report.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -25,6 +24,7 @@ import xarray as xr
 
 from models import load_card
 
+from .._ahead import AFTER_GO, hold_back, send_go
 from ..chain import check_stage_chain, record_stage
 from ..jsonio import write_json
 from ..merkle import tree_summary
@@ -74,7 +74,7 @@ class _VerifyProcess:
     """The separate ``isct verify`` process of :func:`reproducibility_evidence`.
 
     Started before the manifest is written (``--after-go``: the process imports what it
-    needs, then waits for a line ``go`` on its stdin), told to go by :meth:`go` once the
+    needs, then waits for a go line on its stdin, :mod:`isct._ahead`), told to go by :meth:`go` once the
     manifest is on disk, and read by :meth:`result`; the report stage hashes its inputs and
     writes the manifest during the first, and computes its tables and figures during the
     second. Closed without ``go`` (the stage failed), it exits without checking anything.
@@ -90,7 +90,7 @@ class _VerifyProcess:
         self._tmp = tempfile.TemporaryDirectory(prefix="isct-verify-")
         self.out = Path(self._tmp.name) / "verify.json"
         argv = [sys.executable, "-m", "isct", "verify", str(results), *which]
-        argv += ["--seed", str(seed), "--json", str(self.out), "--after-go"]
+        argv += ["--seed", str(seed), "--json", str(self.out), AFTER_GO]
         self._proc = subprocess.Popen(
             argv,
             env=env,
@@ -101,17 +101,14 @@ class _VerifyProcess:
         )
 
     def go(self) -> None:
-        """The manifest is written: check it."""
+        """The manifest is written: check it (a process that died already: result() says how)."""
         stdin, self._proc.stdin = self._proc.stdin, None  # communicate() then leaves it be
-        with contextlib.suppress(OSError):  # a process that died already: result() says how
-            stdin.write("go\n")
-            stdin.close()
+        send_go(stdin)
 
     def cancel(self) -> None:
         """The stage failed before the manifest: the process exits unused."""
         stdin, self._proc.stdin = self._proc.stdin, None
-        with contextlib.suppress(OSError):
-            stdin.close()
+        hold_back(stdin)
         self._proc.communicate()
         self._tmp.cleanup()
 
