@@ -52,10 +52,14 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         return None
 
 
+#: What opening a store the run did not write (or wrote only in part) raises.
+_NO_STORE = (FileNotFoundError, KeyError, OSError, ValueError)
+
+
 def _open(path: Path, group: str | None = None) -> xr.Dataset | None:
     try:
         return xr.open_zarr(path, group=group, consolidated=False).load()
-    except (FileNotFoundError, KeyError, OSError, ValueError):
+    except _NO_STORE:
         return None
 
 
@@ -294,7 +298,7 @@ def _calibration_context(res: Path, calibration: dict[str, Any] | None) -> dict[
 def _readable(path: Path) -> bool:
     try:
         xr.open_zarr(path, consolidated=False)
-    except (FileNotFoundError, KeyError, OSError, ValueError):
+    except _NO_STORE:
         return False
     return True
 
