@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from isct._snakemake import BENCHMARK_SAMPLE_S
 from isct.cluster import ENV_WORKERS, single_threaded_numerics
 from isct.locks import RECORDS, run_recorded
 from isct.stages.common import in_stage_context, running_stage
@@ -149,6 +150,26 @@ def test_snakemake_started_ahead_runs_with_the_go_lines_arguments(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "simulate" in out and "report" not in out.split("Job stats")[-1]
+
+
+def test_stage_benchmarks_sample_less_often_under_isct(tmp_path):
+    """The Snakemake that isct starts samples a benchmark's memory every 5 s, not 0.5 s: a
+    ``run:`` rule (as every stage is) run in Snakemake's own process (``--force-use-threads``,
+    as ``isct run`` passes) reads the interval there, and its benchmark file is written."""
+    (tmp_path / "Snakefile").write_text(
+        "rule probe:\n"
+        "    output: 'interval.txt'\n"
+        "    benchmark: 'probe.tsv'\n"
+        "    run:\n"
+        "        import snakemake.benchmark as b\n"
+        "        open(output[0], 'w').write(str(b.BENCHMARK_INTERVAL_SHORT))\n"
+    )
+    argv = ["-m", "isct._snakemake", "--snakefile", str(tmp_path / "Snakefile")]
+    argv += ["--directory", str(tmp_path), "--cores", "1", "--quiet", "--force-use-threads"]
+    proc = _run(argv, "", REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float((tmp_path / "interval.txt").read_text()) == BENCHMARK_SAMPLE_S == 5.0
+    assert "s\th:m:s" in (tmp_path / "probe.tsv").read_text()
 
 
 def test_verify_started_ahead_checks_nothing_without_go(tmp_path):
