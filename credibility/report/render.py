@@ -11,17 +11,25 @@ import jinja2
 from credibility import figures as _fig
 
 from .context import ReportError
+from .pdf import PdfLayout, write_pdf
 
 __all__ = ["TEMPLATES", "render_report"]
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
-def render_report(out_html: str | Path, *, context: Mapping[str, Any], pdf: bool = False) -> Path:
+def render_report(
+    out_html: str | Path,
+    *,
+    context: Mapping[str, Any],
+    pdf: bool = False,
+    layout: PdfLayout | None = None,
+) -> Path:
     """Write the credibility report as one self-contained HTML file (and optionally a PDF).
 
     CSS is inlined and every figure is a base64 PNG ``data:`` URI, so the file can be mailed
-    or archived alone. The PDF (``out_html`` with suffix ``.pdf``) is produced by WeasyPrint.
+    or archived alone. The PDF (``out_html`` with suffix ``.pdf``) is produced by WeasyPrint,
+    laid out in parts at once (:mod:`credibility.report.pdf`).
 
     Parameters
     ----------
@@ -31,6 +39,8 @@ def render_report(out_html: str | Path, *, context: Mapping[str, Any], pdf: bool
         Output of :func:`credibility.report.build_context`.
     pdf : bool, default False
         Also write a PDF next to the HTML.
+    layout : PdfLayout, optional
+        Helpers started ahead to lay the PDF out (default: started here, one per usable CPU).
 
     Returns
     -------
@@ -60,8 +70,11 @@ def render_report(out_html: str | Path, *, context: Mapping[str, Any], pdf: bool
     out.write_text(html, encoding="utf-8")
     if pdf:
         try:
-            import weasyprint
+            import weasyprint  # noqa: F401
         except ImportError as exc:  # pragma: no cover - weasyprint is a declared dependency
             raise ReportError("pdf=True needs the 'weasyprint' package") from exc
-        weasyprint.HTML(string=html, base_url=str(out.parent)).write_pdf(out.with_suffix(".pdf"))
+        if layout is None:
+            write_pdf(html, out.with_suffix(".pdf"), base_url=str(out.parent))
+        else:
+            layout.write(html, out.with_suffix(".pdf"), base_url=str(out.parent))
     return out

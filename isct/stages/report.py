@@ -8,6 +8,7 @@ report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -336,8 +337,31 @@ def run_report(
     ``provenance.stage_chain_mismatches``. With the manifest written, a separate process
     re-simulates ``credibility.resimulation.patients`` patients
     (:func:`reproducibility_evidence`). The manifest is written again at the end so that it
-    holds the report.
+    holds the report. The processes that lay the PDF out in parts start first
+    (:class:`credibility.report.pdf.PdfLayout`): they import WeasyPrint meanwhile.
     """
+    from credibility.report.pdf import PdfLayout
+
+    with PdfLayout() if trial["report"]["pdf"] else contextlib.nullcontext() as layout:
+        return _report(
+            trial,
+            results=results,
+            html=html,
+            manifest=manifest,
+            config_path=config_path,
+            layout=layout,
+        )
+
+
+def _report(
+    trial: Trial,
+    *,
+    results: str,
+    html: str,
+    manifest: str,
+    config_path: str | None,
+    layout: Any,
+) -> Path:
     from credibility.evidence import collect_evidence
     from credibility.plan import assess, load_plan
     from credibility.report import finish_context, render_report, start_context
@@ -507,7 +531,7 @@ def run_report(
         evidence=evidence,
         manifest=json.loads(Path(manifest).read_text()),
     )
-    out = render_report(html, context=context, pdf=trial["report"]["pdf"])
+    out = render_report(html, context=context, pdf=trial["report"]["pdf"], layout=layout)
     written["html"] = Path(html)
     if trial["report"]["pdf"]:
         written["pdf"] = Path(html).with_suffix(".pdf")
