@@ -208,3 +208,41 @@ def test_prefix_store_refuses_other_patients_and_unfinished_batches(tmp_path, mo
     with pytest.raises(StoreMismatchError, match="not the first patients"):
         prefix_store(tmp_path / "waves.zarr", tmp_path / "other.zarr", "orifice", tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("copy_chunks", [True, False])
+def test_prefix_store_is_the_store_simulated_for_the_first_patients(
+    tmp_path, monkeypatch, copy_chunks
+):
+    """The sized trial's outcomes, cut from the waves store (chunk files copied, or
+    re-encoded when the layout is not the engine's), read as the store simulated for the
+    first n patients, a batch cut at the edge included, and resume with nothing to run."""
+    import cohorts
+    import isct.engine as engine
+
+    if not copy_chunks:
+        monkeypatch.setattr(engine, "_copy_chunks", lambda *a, **k: False)
+    monkeypatch.setenv("ISCT_WORKERS", "1")
+    spec = cohorts.load_spec(REPO / "cohorts" / "populations" / "tavr_severe_as.yaml")
+    cohorts.write_cohort(spec, 48, tmp_path / "pool.zarr", seed=1)
+    arms = [
+        {"name": "a", "device": {"eoa_cm2": 1.5}},
+        {"name": "b", "device": {"eoa_cm2": 1.8}},
+    ]
+    opts = {"batch_size": 16, "progress": False}
+    simulate(str(tmp_path / "pool.zarr"), "orifice", arms, tmp_path / "waves.zarr", **opts)
+    head = xr.open_zarr(tmp_path / "pool.zarr", consolidated=False).isel(patient=slice(0, 40))
+    for var in head.variables.values():
+        var.encoding = {}
+    head.to_zarr(tmp_path / "head.zarr", consolidated=False)
+    cut = engine.prefix_store(
+        tmp_path / "waves.zarr", tmp_path / "head.zarr", "orifice", tmp_path / "o"
+    )
+    direct = simulate(str(tmp_path / "head.zarr"), "orifice", arms, tmp_path / "d.zarr", **opts)
+    assert cut.sizes == direct.sizes and cut.sizes["patient"] == 40
+    xr.testing.assert_identical(cut.drop_attrs(), direct.drop_attrs())
+    assert cut.attrs["isct_identity"] == direct.attrs["isct_identity"]
+    assert set(cut.attrs) == set(direct.attrs)
+    again = simulate(str(tmp_path / "head.zarr"), "orifice", arms, tmp_path / "o", **opts)
+    assert json.loads(again.attrs["isct_last_run"])["batches_run"] == 0
+    assert not (tmp_path / "o.partial").exists()
