@@ -175,16 +175,18 @@ def _overlapping_stages(argv: list[str]) -> list[str]:
     Four rules claim every core (``threads: workflow.cores``): run by plain Snakemake, each
     such stage starts a LocalCluster of that many workers, and the claim keeps other jobs
     from competing with it. Under ``isct run`` with stages on this machine every stage
-    shares the run's one cluster instead, and the claim would only keep Snakemake from
-    starting a job that needs no other's outputs: UQ beside sensitivity (and credibility).
-    One thread each lets their model runs share the workers and one stage's own computing
-    fill the time another waits for them. Stages
-    sent to a batch system keep their claim (it sizes their allocations); a ``--set-threads``
-    on the command line, later in Snakemake's arguments, replaces this one.
+    shares the run's one cluster instead: their model runs are the workers' work, not their
+    own, and a claim on Snakemake's cores would only keep Snakemake from starting a job that
+    needs no other's outputs. They claim none (``--set-threads RULE=0``), so UQ, sensitivity
+    and credibility all start once the trial is simulated (with a claim of one core each,
+    UQ waited for credibility on 2 cores), their model runs share the workers and one
+    stage's own computing fills the time another waits for them. Stages sent to a batch
+    system keep their claim (it sizes their allocations); a ``--set-threads`` on the
+    command line, later in Snakemake's arguments, replaces this one.
     """
     if _stage_executor(argv) not in _LOCAL_EXECUTORS:
         return []
-    return ["--set-threads", *(f"{rule}=1" for rule in ALL_CORE_STAGES)]
+    return ["--set-threads", *(f"{rule}=0" for rule in ALL_CORE_STAGES)]
 
 
 def _cancel_stale_jobs(workdir: Path) -> None:

@@ -562,3 +562,20 @@ def test_isct_run_runs_every_stage_in_one_process(tiny_run):
         assert len(found) == 1, stage
         pids[stage] = found[0]
     assert len(set(pids.values())) == 1, pids
+
+
+def test_isct_run_starts_uq_sensitivity_and_credibility_together(tiny_run):
+    """Once the trial is simulated, UQ, sensitivity and credibility run at the same time on
+    the run's cluster (on 2 cores, a claim of a core each kept one of them waiting): each
+    starts before any of them ends."""
+    import csv
+    from datetime import datetime
+
+    results = tiny_run / "results" / "ci_tiny"
+    starts, ends = {}, {}
+    for stage in ("uq", "sensitivity", "credibility"):
+        first = (results / "logs" / f"{stage}.log").read_text().splitlines()[0]
+        starts[stage] = datetime.strptime(first[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        with (results / "benchmarks" / f"{stage}.tsv").open() as fh:
+            ends[stage] = starts[stage] + float(next(csv.DictReader(fh, delimiter="\t"))["s"])
+    assert max(starts.values()) < min(ends.values()), (starts, ends)
