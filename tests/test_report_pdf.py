@@ -133,7 +133,7 @@ def test_a_helper_that_dies_fails_the_pdf_with_its_part_named(tmp_path):
     html = _document()
     out = tmp_path / "report.pdf"
     with PdfLayout(2) as layout:
-        layout._helpers[0].process.kill()
+        layout._helpers[1].process.kill()
         with pytest.raises(ReportError, match=r"report\.pdf, part 2 of 2.*failed"):
             layout.write(html, out)
     assert not out.exists() and not list(tmp_path.iterdir())

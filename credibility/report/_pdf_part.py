@@ -1,7 +1,7 @@
 """One part of a report's PDF laid out by WeasyPrint (:mod:`credibility.report.pdf`).
 
-Imported by that module for the part it lays out itself, and run as a script
-(``python -P _pdf_part.py``) by each helper it starts: the script imports only the standard
+Run as a script (``python -P _pdf_part.py``) by each helper that module starts (and
+imported by it to lay a document out whole, in one part): the script imports only the standard
 library and WeasyPrint (not the ``credibility`` package, about 1.5 s of imports), then reads
 one job line (JSON on stdin: ``html``, ``base_url``, ``pdf``), lays the part out and answers
 with a JSON line (its pages' headings, WeasyPrint's warnings).

@@ -5,9 +5,9 @@ tables) took 6-7 s, the longest step of the report stage, with the machine's oth
 idle. In print every top-level ``<section>`` of the report starts a page (``report.css``),
 so the pages of the whole are the pages of its sections laid out apart. :class:`PdfLayout`
 cuts the HTML before sections into parts of about equal weight, lays each part out with
-WeasyPrint in a process of its own (the first in the calling one; the others in helpers
-started ahead, :mod:`credibility.report._pdf_part`, that have imported WeasyPrint by the
-time the HTML is ready) and joins the parts' PDFs (pypdf). What joining would lose is rebuilt:
+WeasyPrint in a process of its own (helpers started ahead,
+:mod:`credibility.report._pdf_part`, that have imported WeasyPrint by the time the HTML is
+ready) and joins the parts' PDFs (pypdf). What joining would lose is rebuilt:
 
 * **links between parts**: a part gets an empty anchor for each id it links to that another
   part holds, so WeasyPrint keeps the link (a link to a named destination); the joined PDF's
@@ -248,13 +248,14 @@ class PdfLayout:
     """Helper processes that lay a report's PDF out in parts (see the module docstring).
 
     Started ahead (``with PdfLayout() as layout: ...; layout.write(html, out)``), the
-    helpers import WeasyPrint while the report is being built. ``parts`` (default: the
-    usable CPUs, at most :data:`MAX_PARTS`) of 1 lays the document out whole, here.
+    helpers import WeasyPrint while the report is being built; each lays out one part. With
+    ``parts`` (default: the usable CPUs, at most :data:`MAX_PARTS`) of 1 the document is
+    laid out whole, in the calling process.
     """
 
     def __init__(self, parts: int | None = None) -> None:
         self.parts = max(1, min(MAX_PARTS, parts if parts is not None else _cpus()))
-        self._helpers = [_Helper() for _ in range(self.parts - 1)]
+        self._helpers = [_Helper() for _ in range(self.parts)] if self.parts > 1 else []
 
     def close(self) -> None:
         for helper in self._helpers:
@@ -273,21 +274,20 @@ class PdfLayout:
         out = Path(out)
         helpers, self._helpers = self._helpers, []
         try:
-            parts = split_sections(html, len(helpers) + 1)
+            parts = split_sections(html, len(helpers))
             if len(parts) == 1:
                 self._relog(lay_out(html, base_url, str(out)))
                 return out
             scratch = Path(tempfile.mkdtemp(prefix=".pdf-parts-", dir=out.parent))
             try:
                 paths = [scratch / f"part{i}.pdf" for i in range(len(parts))]
-                for i, (part, helper) in enumerate(zip(parts[1:], helpers, strict=False), 1):
+                for i, (part, helper) in enumerate(zip(parts, helpers, strict=False)):
                     source = scratch / f"part{i}.html"
                     source.write_text(part.html, encoding="utf-8")
                     helper.send(source, base_url, paths[i])
-                laid = [lay_out(parts[0].html, base_url, str(paths[0]))]
-                laid += [
+                laid = [
                     helper.answer(f"{out}, part {i + 1} of {len(parts)}")
-                    for i, helper in enumerate(helpers[: len(parts) - 1], 1)
+                    for i, helper in enumerate(helpers[: len(parts)])
                 ]
                 for result in laid:
                     self._relog(result)
