@@ -408,7 +408,14 @@ def plot_check(spec: PopulationSpec | str | Path | dict, ds: xr.Dataset, path: s
             x = x.astype(float)
             lo, hi = np.nanquantile(x, [0.001, 0.999])
             ax.hist(
-                x, bins=60, range=(lo, hi), weights=w, density=True, alpha=0.6, label="generated"
+                x,
+                bins=60,
+                range=(lo, hi),
+                weights=w,
+                density=True,
+                alpha=0.6,
+                label="generated",
+                histtype="stepfilled",  # one patch, not one per bin: the same look, drawn faster
             )
             if var is not None:
                 grid = np.linspace(lo, hi, 300)

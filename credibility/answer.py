@@ -146,7 +146,14 @@ def plot_answer(
     ax = fig.subplots()
     for i, arm in enumerate(arms):
         values = x[i][ok[i] & mask & np.isfinite(x[i])]
-        ax.hist(values, bins=bins, alpha=0.5, label=f"{arm} (n = {values.size})", density=True)
+        ax.hist(
+            values,
+            bins=bins,
+            alpha=0.5,
+            label=f"{arm} (n = {values.size})",
+            density=True,
+            histtype="stepfilled",  # one patch, not one per bin: the same look, drawn faster
+        )
     for prop in question.get("proportions", []):
         if prop["quantity"] == name and prop.get("threshold"):
             level = float(prop["threshold"].lstrip("<>="))

@@ -105,6 +105,7 @@ def endpoint_distributions(
                 alpha=0.55,
                 color=_ARM_COLOURS[i % len(_ARM_COLOURS)],
                 label=arm,
+                histtype="stepfilled",  # one patch, not one per bin: the same look, drawn faster
             )
         ax.set_xlabel(f"{name} [{outcomes[name].attrs.get('units', '?')}]")
         ax.set_ylabel("patients")
