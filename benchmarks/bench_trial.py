@@ -1,6 +1,6 @@
 """The whole default trial against its own model-run time, measured in one run.
 
-Usage: ``python benchmarks/bench_trial.py [CONFIG] [--cores 2]``
+Usage: ``python benchmarks/bench_trial.py [CONFIG] [--cores 2] [--repeats 3]``
 
 1. ``isct run CONFIG --cores N`` in an empty temporary run directory (what ``make trial``
    runs after set-up), timed from outside; each stage's wall time from its Snakemake
@@ -19,6 +19,9 @@ Usage: ``python benchmarks/bench_trial.py [CONFIG] [--cores 2]``
 5. Also the model's own CPU time in the run: every engine store records the CPU seconds its
    tasks spent in the model (``isct_model_cpu_s``); summed over the stores and divided by N,
    the ratios to it ("in run").
+6. ``--repeats K``: steps 1-3 K times in turn (a shared machine's speed drifts by several
+   per cent between minutes); each pair's ratios, the stage table of the median run and the
+   median ratios.
 """
 
 from __future__ import annotations
@@ -130,17 +133,13 @@ def kernel_speed(config: Path, workdir: Path, results: Path, workers: int) -> fl
     return sum(c for c, _ in parts) / max(s for _, s in parts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", default=str(ROOT / "config" / "config.yaml"))
-    parser.add_argument("--cores", type=int, default=2)
-    args = parser.parse_args()
-    config = Path(args.config).resolve()
+def one_run(config: Path, cores: int) -> dict:
+    """The trial run once in an empty directory, then the kernel's speed on its cohort."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "isct.cli", "run", str(config), "--cores", str(args.cores)]
+            [sys.executable, "-m", "isct.cli", "run", str(config), "--cores", str(cores)]
             + ["--directory", str(workdir)],
             capture_output=True,
             text=True,
@@ -154,17 +153,49 @@ def main() -> None:
         name = load_config(config, workdir=ROOT)["trial"]["name"]
         results = workdir / "results" / name
         sims, cpu = count_simulations(results)
-        times = stage_times(results)
-        os.environ.setdefault("ISCT_WORKERS", str(args.cores))
-        speed = kernel_speed(config, ROOT, results, args.cores)
+        os.environ.setdefault("ISCT_WORKERS", str(cores))
         sizing = results / "sizing" / "sizing.json"
-        stop = json.loads(sizing.read_text())["stop"] if sizing.is_file() else None
+        run = {
+            "wall": wall,
+            "sims": sims,
+            "cpu": cpu,
+            "times": stage_times(results),
+            "speed": kernel_speed(config, ROOT, results, cores),
+            "stop": json.loads(sizing.read_text())["stop"] if sizing.is_file() else None,
+        }
+    run["model"] = sum(sims.values()) / run["speed"]
+    run["in_run"] = sum(cpu.values()) / cores
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default=str(ROOT / "config" / "config.yaml"))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run and measure N times; the median ratio"
+    )
+    args = parser.parse_args()
+    config = Path(args.config).resolve()
+    runs = [one_run(config, args.cores) for _ in range(args.repeats)]
+    by_ratio = sorted(runs, key=lambda r: r["wall"] / r["model"])
+    run = by_ratio[(len(runs) - 1) // 2]  # the median run (the lower middle of an even count)
+    sims, cpu, times, speed, wall = (run[k] for k in ("sims", "cpu", "times", "speed", "wall"))
     total = sum(sims.values())
-    model = total / speed
+    model, in_run = run["model"], run["in_run"]
     print(f"config {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}, "
           f"{args.cores} cores, {time.strftime('%Y-%m-%d')}")  # fmt: skip
-    if stop:
-        print(f"sized trial: {stop['text']}")
+    if run["stop"]:
+        print(f"sized trial: {run['stop']['text']}")
+    if len(runs) > 1:
+        print(f"{len(runs)} runs, each followed by its kernel speed measurement:")
+        for i, r in enumerate(runs, 1):
+            print(
+                f"  run {i}: whole {r['wall']:.1f} s, model {r['model']:.1f} s "
+                f"({r['speed']:.0f}/s), in run {r['in_run']:.1f} s; ratios "
+                f"{r['wall'] / r['model']:.2f}, {r['wall'] / r['in_run']:.2f}"
+            )
+        print("the median run:")
     print(
         f"kernel speed (the model itself on the trial's cohort, {args.cores} processes): {speed:.0f} "
         "patient-simulations/s"
@@ -179,13 +210,16 @@ def main() -> None:
         s = times.get(stage, float("nan"))
         ratios = f"{s / m:6.2f} {s / r:6.2f}" if m > 0 else "     -      -"
         print(f"{stage:<12} {n:>12,} {m:>8.1f} {r:>8.1f} {s:>8.1f} {ratios}")
-    in_run = sum(cpu.values()) / args.cores
     print(
         f"{'whole run':<12} {total:>12,} {model:>8.1f} {in_run:>8.1f} {wall:>8.1f} "
         f"{wall / model:6.2f} {wall / in_run:6.2f}"
     )
     print(f"whole run / model-run time: {wall / model:.2f} (target <= 1.5)")
     print(f"whole run / the model's own CPU time in the run / {args.cores}: {wall / in_run:.2f}")
+    if len(runs) > 1:
+        ratios = sorted(r["wall"] / r["in_run"] for r in runs)
+        print(f"median of {len(runs)} runs: {wall / model:.2f} (model-run time measured apart), "
+              f"{ratios[(len(runs) - 1) // 2]:.2f} (the model's CPU time in the run)")  # fmt: skip
 
 
 if __name__ == "__main__":
