@@ -9,7 +9,7 @@ import pytest
 from pypdf import PdfReader
 
 from credibility.report.context import ReportError
-from credibility.report.pdf import PdfLayout, split_sections, write_pdf
+from credibility.report.pdf import PdfLayout, _balanced_cuts, split_sections, write_pdf
 from credibility.report.render import TEMPLATES
 
 CSS = (TEMPLATES / "report.css").read_text(encoding="utf-8")
@@ -96,6 +96,13 @@ def test_split_keeps_every_section_once_in_order_with_stand_ins_for_other_parts_
         assert stand_ins == linked - {f"s{i}" for i in held}
     # fewer than two sections, or one part asked for: the document as it is
     assert [p.html for p in split_sections(html, 1)] == [html]
+
+
+def test_parts_are_cut_so_that_the_heaviest_is_as_light_as_it_can_be():
+    assert _balanced_cuts([1, 1, 1, 1], 2) == [2]
+    assert _balanced_cuts([5, 1, 1, 1, 1, 1], 2) == [1]  # 5 | 5, not 6 | 4
+    assert _balanced_cuts([1, 2, 3, 4, 5], 3) == [3, 4]  # 6 | 4 | 5
+    assert _balanced_cuts([9], 1) == []
 
 
 def test_pdf_laid_out_in_parts_is_the_pdf_laid_out_whole(tmp_path):
