@@ -16,6 +16,7 @@ refuses a store that was started with another cohort, model version, arms or set
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -35,6 +36,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.api import asynchronous as zarr_async
+from zarr.core.sync import sync as zarr_sync  # how zarr's own synchronous API runs its calls
 
 from models import STATUS, STATUS_FLAG_MEANINGS, Model, get_model, run_batch
 
@@ -198,13 +201,9 @@ def _read_inputs(
     """Patients ``start:stop`` of the cohort's variables ``names`` (and ``patient``), read
     at once on zarr's event loop (as :func:`_write_region` writes): 14 ms for the default
     trial's 11 inputs one after another through the synchronous API."""
-    import asyncio
-
-    from zarr.api.asynchronous import open_group
-    from zarr.core.sync import sync
 
     async def read() -> dict[str, np.ndarray]:
-        group = await open_group(store=cohort_path, mode="r")
+        group = await zarr_async.open_group(store=cohort_path, mode="r")
         wanted = [*names, *(["patient"] if await group.contains("patient") else [])]
 
         async def one(name: str) -> np.ndarray:
@@ -213,7 +212,7 @@ def _read_inputs(
 
         return dict(zip(wanted, await asyncio.gather(*map(one, wanted)), strict=True))
 
-    return sync(read())
+    return zarr_sync(read())
 
 
 def _write_region(
@@ -227,13 +226,9 @@ def _write_region(
     at once 27 ms. ``batch_done`` is set only after every array is written, so a batch cut
     short is run again on resume.
     """
-    import asyncio
-
-    from zarr.api.asynchronous import open_group
-    from zarr.core.sync import sync
 
     async def write() -> None:
-        group = await open_group(store=out, mode="r+")
+        group = await zarr_async.open_group(store=out, mode="r+")
 
         async def one(key: str, values: np.ndarray) -> None:
             array = await group.getitem(key)
@@ -243,7 +238,7 @@ def _write_region(
         done = await group.getitem("batch_done")
         await done.setitem((arm, batch), 1)
 
-    sync(write())
+    zarr_sync(write())
 
 
 def _run_region(

@@ -23,7 +23,6 @@ same pages, outline, named destinations and link targets.
 from __future__ import annotations
 
 import contextlib
-import html as html_lib
 import json
 import logging
 import math
@@ -41,8 +40,6 @@ from ._pdf_part import lay_out
 from .context import ReportError
 
 __all__ = ["PdfLayout", "split_sections", "write_pdf"]
-
-log = logging.getLogger(__name__)
 
 #: Most parts a report is laid out in (each part costs a process and its fixed work).
 MAX_PARTS = 4
@@ -126,7 +123,8 @@ def split_sections(html: str, parts: int) -> list[_Part]:
     for text, own in zip(texts, ids, strict=True):
         elsewhere = sorted({h for h in _HREF.findall(text) if h not in own} & set().union(*ids))
         if elsewhere:
-            anchors = "".join(f'<div id="{html_lib.escape(i)}"></div>' for i in elsewhere)
+            # the ids as the document writes them (attribute text, escaped already)
+            anchors = "".join(f'<div id="{i}"></div>' for i in elsewhere)
             holder = (
                 '<div style="position: absolute; top: 0; left: 0; width: 0; height: 0; '
                 f'overflow: hidden">{anchors}</div>'
