@@ -573,10 +573,13 @@ def _copy_chunks(src: Path, dst: Path, sizes: Mapping[str, int], attrs: Mapping)
         root = src / name / "c"
         for folder, _, files in os.walk(root):
             key = Path(folder).relative_to(root).parts
-            if any(int(i) >= g for i, g in zip(key, grid, strict=False)):
+            # chunk keys are indices; anything else (a writer's temporary file) is not data
+            if not all(i.isdigit() for i in key) or any(
+                int(i) >= g for i, g in zip(key, grid, strict=False)
+            ):
                 continue
             for file in files:
-                if len(key) + 1 == len(grid) and int(file) < grid[-1]:
+                if len(key) + 1 == len(grid) and file.isdigit() and int(file) < grid[-1]:
                     target = dst / name / "c" / Path(*key)
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(Path(folder) / file, target / file)

@@ -235,6 +235,8 @@ def test_prefix_store_is_the_store_simulated_for_the_first_patients(
     for var in head.variables.values():
         var.encoding = {}
     head.to_zarr(tmp_path / "head.zarr", consolidated=False)
+    # a stray file among the chunks (a writer's temporary one) is not copied as data
+    (tmp_path / "waves.zarr" / "status" / "c" / "0" / ".tmp-0").write_bytes(b"junk")
     cut = engine.prefix_store(
         tmp_path / "waves.zarr", tmp_path / "head.zarr", "orifice", tmp_path / "o"
     )
@@ -246,3 +248,4 @@ def test_prefix_store_is_the_store_simulated_for_the_first_patients(
     again = simulate(str(tmp_path / "head.zarr"), "orifice", arms, tmp_path / "o", **opts)
     assert json.loads(again.attrs["isct_last_run"])["batches_run"] == 0
     assert not (tmp_path / "o.partial").exists()
+    assert not list((tmp_path / "o").rglob(".tmp-*"))
