@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,9 @@ def render_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     if pdf:
-        try:
-            import weasyprint  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - weasyprint is a declared dependency
-            raise ReportError("pdf=True needs the 'weasyprint' package") from exc
+        # found, not imported: the helpers that lay the PDF out import it, not this process
+        if importlib.util.find_spec("weasyprint") is None:  # pragma: no cover - a dependency
+            raise ReportError("pdf=True needs the 'weasyprint' package")
         if layout is None:
             write_pdf(html, out.with_suffix(".pdf"), base_url=str(out.parent))
         else:
