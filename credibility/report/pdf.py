@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def _balanced_cuts(weights: list[float], parts: int) -> list[int]:
 @dataclass
 class _Part:
     html: str
-    ids: set[str] = field(default_factory=set)
+    ids: set[str]  # the ids the part's own content holds
 
 
 def split_sections(html: str, parts: int) -> list[_Part]:
@@ -129,7 +129,7 @@ def split_sections(html: str, parts: int) -> list[_Part]:
                 '<div style="position: absolute; top: 0; left: 0; width: 0; height: 0; '
                 f'overflow: hidden">{anchors}</div>'
             )
-            at = re.search(r"<body\b[^>]*>", text).end()
+            at = body.end()  # every part begins with the document's head and body tag
             text = text[:at] + holder + text[at:]
         out.append(_Part(text, own))
     return out
